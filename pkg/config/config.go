@@ -1,0 +1,397 @@
+// Package config loads and validates a bgpgw instance configuration.
+//
+// A configuration is one YAML file per gateway instance. Load reads it
+// through viper into a generic tree, then decodes every key into typed
+// values (netip.Prefix, netip.Addr, time.Duration), rejecting unknown keys
+// and reporting every problem at once, each with its key path
+// ("tunnels[1].inside.local: ..."). Secrets are read from files or the
+// environment into Secret values, which never print.
+//
+// docs/configuration.md documents every key; a test keeps the two in step.
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/spf13/viper"
+)
+
+// Mode is how the two instances of a pair share the traffic.
+type Mode string
+
+// Modes.
+const (
+	ActiveActive  Mode = "active-active"
+	ActiveStandby Mode = "active-standby"
+)
+
+// Role is an instance's role in an active-standby pair.
+type Role string
+
+// Roles.
+const (
+	RoleNone    Role = ""
+	RolePrimary Role = "primary"
+	RoleStandby Role = "standby"
+)
+
+// IPsecMode selects how tunnels carry packets.
+type IPsecMode string
+
+// IPsec data-plane modes.
+const (
+	IPsecXFRM     IPsecMode = "xfrm"     // kernel ESP, one XFRM interface per tunnel
+	IPsecLibipsec IPsecMode = "libipsec" // charon's userspace ESP over its TUN device
+	IPsecNone     IPsecMode = "none"     // tunnels are managed outside bgpgw; inside addresses already exist
+)
+
+// Config is a validated instance configuration.
+type Config struct {
+	Instance   Instance
+	BGP        BGP
+	Announce   []netip.Prefix // cloud-side prefixes announced over the tunnels
+	Standby    Standby
+	IPsec      IPsec
+	Tunnels    []Tunnel
+	CloudPeers []CloudPeer
+	API        API
+	Kernel     Kernel
+}
+
+// Instance names this gateway instance and its place in the pair.
+type Instance struct {
+	Name string
+	Mode Mode
+	Role Role // set only in active-standby
+}
+
+// BGP holds the speaker's global settings.
+type BGP struct {
+	ASN             uint32
+	RouterID        netip.Addr
+	HoldTime        time.Duration
+	Keepalive       time.Duration
+	ConnectRetry    time.Duration
+	ListenPort      int
+	ListenAddresses []netip.Addr // empty: all addresses
+}
+
+// Standby is how the standby instance of an active-standby pair makes its
+// announcements less preferred.
+type Standby struct {
+	Prepend int    // extra copies of the local AS on the AS path
+	MED     uint32 // MULTI_EXIT_DISC on the standby's announcements
+}
+
+// IPsec holds the tunnel data-plane settings.
+type IPsec struct {
+	Mode       IPsecMode
+	ViciSocket string
+}
+
+// Tunnel is one IPsec site-to-site tunnel with one eBGP session inside it.
+type Tunnel struct {
+	Name          string
+	LocalAddress  netip.Addr // outer, public
+	RemoteAddress netip.Addr // outer, public
+	PSK           Secret
+	IKEProposals  []string
+	ESPProposals  []string
+	InsideLocal   netip.Prefix // address and length on the tunnel interface
+	InsideRemote  netip.Addr   // the on-prem device's BGP address
+	PeerASN       uint32
+	Accept        []PrefixRange // on-prem prefixes accepted from this peer
+	MaxPrefixes   uint32
+	Password      Secret
+	BFD           BFD
+}
+
+// CloudPeer is a cloud-side BGP router that learns the on-prem prefixes.
+type CloudPeer struct {
+	Name         string
+	Address      netip.Addr
+	LocalAddress netip.Addr // optional source address
+	PeerASN      uint32
+	Multihop     int // 0 or 1: directly connected (GTSM); >1: eBGP multihop TTL
+	Password     Secret
+	BFD          BFD
+}
+
+// BFD holds one session's BFD timers.
+type BFD struct {
+	Enabled    bool
+	MinRx      time.Duration
+	MinTx      time.Duration
+	Multiplier int
+}
+
+// API is the local control socket.
+type API struct {
+	Socket string
+}
+
+// Kernel says where learned routes go.
+type Kernel struct {
+	Table    int
+	Protocol int
+}
+
+// Defaults.
+const (
+	DefaultHoldTime     = 9 * time.Second
+	DefaultConnectRetry = 5 * time.Second
+	DefaultMaxPrefixes  = 1000
+	DefaultSocket       = "/run/bgpgw/bgpgw.sock"
+	DefaultViciSocket   = "/var/run/charon.vici"
+	DefaultTable        = 254
+	DefaultProtocol     = 201
+	DefaultPrepend      = 3
+	DefaultStandbyMED   = 200
+	DefaultBFDInterval  = 300 * time.Millisecond
+	DefaultBFDMult      = 3
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`)
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data)
+}
+
+// Parse validates a configuration given as YAML. The error, when not nil,
+// is an Errors listing every problem.
+func Parse(data []byte) (cfg *Config, err error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+		return nil, Errors{{Msg: fmt.Sprintf("not valid YAML: %v", err)}}
+	}
+	d := &decoder{}
+	c := d.decode(v.AllSettings())
+	if len(d.errs) > 0 {
+		return nil, d.errs
+	}
+	return c, nil
+}
+
+func (d *decoder) decode(tree map[string]any) *Config {
+	root := d.object("", tree)
+	c := &Config{}
+	c.Instance = d.instance(root.child("instance"))
+	c.BGP = d.bgp(root.child("bgp"))
+	c.Announce = d.announce(root)
+	c.Standby = d.standby(root.child("standby"))
+	c.IPsec = d.ipsec(root.child("ipsec"))
+	c.Tunnels = d.tunnels(root, c)
+	c.CloudPeers = d.cloudPeers(root, c)
+	c.API = d.api(root.child("api"))
+	c.Kernel = d.kernel(root.child("kernel"))
+	root.done()
+	return c
+}
+
+func (d *decoder) name(o *obj, key string) string {
+	s, ok := o.str(key, true)
+	if ok && !nameRE.MatchString(s) {
+		d.errorf(o.key(key), "%q: use 1 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit", s)
+	}
+	return s
+}
+
+func (d *decoder) instance(o *obj) Instance {
+	defer o.done()
+	in := Instance{Name: d.name(o, "name")}
+	mode, _ := o.str("mode", true)
+	switch Mode(mode) {
+	case ActiveActive, ActiveStandby:
+		in.Mode = Mode(mode)
+	case "":
+	default:
+		d.errorf(o.key("mode"), "%q: want active-active or active-standby", mode)
+	}
+	role, hasRole := o.str("role", false)
+	switch {
+	case in.Mode == ActiveStandby && !hasRole:
+		d.errorf(o.key("role"), "required in active-standby mode (primary or standby)")
+	case in.Mode == ActiveActive && hasRole:
+		d.errorf(o.key("role"), "only used in active-standby mode; remove it")
+	case hasRole && Role(role) != RolePrimary && Role(role) != RoleStandby:
+		d.errorf(o.key("role"), "%q: want primary or standby", role)
+	case hasRole:
+		in.Role = Role(role)
+	}
+	return in
+}
+
+func (d *decoder) asn(o *obj, key string) uint32 {
+	n, ok := o.integer(key, true, 1, 4294967294)
+	if !ok {
+		return 0
+	}
+	if n == 23456 {
+		d.errorf(o.key(key), "23456 is AS_TRANS (RFC 6793) and cannot be a real AS")
+		return 0
+	}
+	return uint32(n)
+}
+
+func (d *decoder) bgp(o *obj) BGP {
+	defer o.done()
+	b := BGP{ASN: d.asn(o, "asn")}
+	b.RouterID = o.addr("router_id", true)
+	if b.RouterID.IsValid() && !b.RouterID.Is4() {
+		d.errorf(o.key("router_id"), "must be an IPv4 address, got %s", b.RouterID)
+	}
+	before := len(d.errs)
+	b.HoldTime = o.duration("hold_time", DefaultHoldTime)
+	if b.HoldTime%time.Second != 0 {
+		d.errorf(o.key("hold_time"), "BGP timers are whole seconds, got %s", b.HoldTime)
+	} else if b.HoldTime < 3*time.Second {
+		d.errorf(o.key("hold_time"), "%s is below BGP's minimum of 3s (RFC 4271); use BFD for faster detection", b.HoldTime)
+	}
+	holdOK := len(d.errs) == before
+	b.Keepalive = o.duration("keepalive", b.HoldTime/3)
+	if holdOK && (b.Keepalive%time.Second != 0 || b.Keepalive >= b.HoldTime) {
+		d.errorf(o.key("keepalive"), "must be whole seconds below hold_time (%s), got %s", b.HoldTime, b.Keepalive)
+	}
+	b.ConnectRetry = o.duration("connect_retry", DefaultConnectRetry)
+	if b.ConnectRetry%time.Second != 0 {
+		d.errorf(o.key("connect_retry"), "BGP timers are whole seconds, got %s", b.ConnectRetry)
+	}
+	port, ok := o.integer("listen_port", false, 1, 65535)
+	if !ok {
+		port = 179
+	}
+	b.ListenPort = int(port)
+	addrs, paths := o.strings("listen_addresses")
+	for i, s := range addrs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			d.errorf(paths[i], "not an IP address: %q", s)
+			continue
+		}
+		b.ListenAddresses = append(b.ListenAddresses, a)
+	}
+	return b
+}
+
+func (d *decoder) announce(root *obj) []netip.Prefix {
+	before := len(d.errs)
+	items, paths := root.strings("announce")
+	if len(items) == 0 {
+		if len(d.errs) == before {
+			d.errorf("announce", "list at least one cloud-side prefix to announce")
+		}
+		return nil
+	}
+	var out []netip.Prefix
+	seen := map[netip.Prefix]string{}
+	for i, s := range items {
+		p, err := ParsePrefix(s)
+		if err != nil {
+			d.errorf(paths[i], "%v", err)
+			continue
+		}
+		if p.Bits() == 0 {
+			d.errorf(paths[i], "a default route is never announced over a tunnel")
+			continue
+		}
+		if first, dup := seen[p]; dup {
+			d.errorf(paths[i], "%s is listed twice (also %s)", p, first)
+			continue
+		}
+		seen[p] = paths[i]
+		out = append(out, p)
+	}
+	return out
+}
+
+func (d *decoder) standby(o *obj) Standby {
+	defer o.done()
+	s := Standby{Prepend: DefaultPrepend, MED: DefaultStandbyMED}
+	if n, ok := o.integer("prepend", false, 0, 10); ok {
+		s.Prepend = int(n)
+	}
+	if n, ok := o.integer("med", false, 0, 4294967295); ok {
+		s.MED = uint32(n)
+	}
+	return s
+}
+
+func (d *decoder) ipsec(o *obj) IPsec {
+	defer o.done()
+	p := IPsec{Mode: IPsecXFRM, ViciSocket: DefaultViciSocket}
+	if m, ok := o.str("mode", false); ok {
+		switch IPsecMode(m) {
+		case IPsecXFRM, IPsecLibipsec, IPsecNone:
+			p.Mode = IPsecMode(m)
+		default:
+			d.errorf(o.key("mode"), "%q: want xfrm, libipsec or none", m)
+		}
+	}
+	if s, ok := o.str("vici_socket", false); ok {
+		if !filepath.IsAbs(s) {
+			d.errorf(o.key("vici_socket"), "must be an absolute path, got %q", s)
+		}
+		p.ViciSocket = s
+	}
+	return p
+}
+
+func (d *decoder) bfd(o *obj) BFD {
+	defer o.done()
+	b := BFD{MinRx: DefaultBFDInterval, MinTx: DefaultBFDInterval, Multiplier: DefaultBFDMult}
+	b.Enabled, _ = o.boolean("enabled")
+	for _, k := range []string{"min_rx", "min_tx"} {
+		v := o.duration(k, DefaultBFDInterval)
+		if v < 10*time.Millisecond || v > 60*time.Second {
+			d.errorf(o.key(k), "%s out of range 10ms..60s", v)
+		}
+		if k == "min_rx" {
+			b.MinRx = v
+		} else {
+			b.MinTx = v
+		}
+	}
+	if n, ok := o.integer("multiplier", false, 1, 255); ok {
+		b.Multiplier = int(n)
+	}
+	return b
+}
+
+func (d *decoder) api(o *obj) API {
+	defer o.done()
+	a := API{Socket: DefaultSocket}
+	if s, ok := o.str("socket", false); ok {
+		if !filepath.IsAbs(s) {
+			d.errorf(o.key("socket"), "must be an absolute path, got %q", s)
+		}
+		a.Socket = s
+	}
+	return a
+}
+
+func (d *decoder) kernel(o *obj) Kernel {
+	defer o.done()
+	k := Kernel{Table: DefaultTable, Protocol: DefaultProtocol}
+	if n, ok := o.integer("table", false, 1, 4294967295); ok {
+		if n == 255 {
+			d.errorf(o.key("table"), "255 is the kernel's local table")
+		}
+		k.Table = int(n)
+	}
+	if n, ok := o.integer("protocol", false, 5, 255); ok {
+		k.Protocol = int(n)
+	}
+	return k
+}

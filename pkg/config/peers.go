@@ -1,0 +1,170 @@
+package config
+
+import "net/netip"
+
+// peerNames tracks the names of tunnels and cloud peers, which share one namespace.
+type peerNames map[string]string
+
+func (n peerNames) claim(d *decoder, path, name string) {
+	if name == "" {
+		return
+	}
+	if first, dup := n[name]; dup {
+		d.errorf(path, "duplicate name %q (also %s)", name, first)
+		return
+	}
+	n[name] = path
+}
+
+func (d *decoder) tunnels(root *obj, c *Config) []Tunnel {
+	items, paths := root.list("tunnels")
+	if len(items) == 0 {
+		d.errorf("tunnels", "list at least one tunnel")
+		return nil
+	}
+	names := peerNames{}
+	type inside struct {
+		path string
+		p    netip.Prefix
+	}
+	var insides []inside
+	var out []Tunnel
+	for i, item := range items {
+		o := d.object(paths[i], item)
+		t := d.tunnel(o, c)
+		names.claim(d, o.key("name"), t.Name)
+		if t.InsideLocal.IsValid() {
+			for _, prev := range insides {
+				if prev.p.Overlaps(t.InsideLocal) {
+					d.errorf(o.key("inside.local"), "%s overlaps %s (%s)", t.InsideLocal, prev.path, prev.p)
+				}
+			}
+			insides = append(insides, inside{o.key("inside.local"), t.InsideLocal.Masked()})
+		}
+		out = append(out, t)
+	}
+	d.names = names
+	return out
+}
+
+func (d *decoder) tunnel(o *obj, c *Config) Tunnel {
+	defer o.done()
+	t := Tunnel{Name: d.name(o, "name")}
+	managed := c.IPsec.Mode != IPsecNone
+	t.LocalAddress = o.addr("local_address", managed)
+	t.RemoteAddress = o.addr("remote_address", managed)
+	if t.LocalAddress.IsValid() && t.LocalAddress == t.RemoteAddress {
+		d.errorf(o.key("remote_address"), "same as local_address (%s)", t.LocalAddress)
+	}
+	t.PSK = o.secret("psk", managed)
+	var ikePaths, espPaths []string
+	t.IKEProposals, ikePaths = o.strings("ike_proposals")
+	t.ESPProposals, espPaths = o.strings("esp_proposals")
+	if managed && len(t.IKEProposals) == 0 && ikePaths == nil {
+		d.errorf(o.key("ike_proposals"), "required, e.g. [aes256gcm16-prfsha384-ecp384]")
+	}
+	if managed && len(t.ESPProposals) == 0 && espPaths == nil {
+		d.errorf(o.key("esp_proposals"), "required, e.g. [aes256gcm16-ecp384]")
+	}
+
+	in := o.child("inside")
+	if s, ok := in.str("local", true); ok {
+		p, err := netip.ParsePrefix(s)
+		switch {
+		case err != nil:
+			d.errorf(in.key("local"), "want ADDRESS/LENGTH, e.g. 169.254.21.1/30, got %q", s)
+		case p.Addr() == p.Masked().Addr() && p.Bits() < p.Addr().BitLen()-1:
+			d.errorf(in.key("local"), "%s is the network address of its subnet; give the interface address", s)
+		default:
+			t.InsideLocal = p
+		}
+	}
+	t.InsideRemote = in.addr("remote", true)
+	if t.InsideLocal.IsValid() && t.InsideRemote.IsValid() {
+		switch {
+		case !t.InsideLocal.Contains(t.InsideRemote):
+			d.errorf(in.key("remote"), "%s is not in the inside subnet %s: the session is single-hop", t.InsideRemote, t.InsideLocal.Masked())
+		case t.InsideLocal.Addr() == t.InsideRemote:
+			d.errorf(in.key("remote"), "same as inside.local (%s)", t.InsideRemote)
+		}
+	}
+	in.done()
+
+	t.PeerASN = d.asn(o, "peer_asn")
+	if t.PeerASN != 0 && t.PeerASN == c.BGP.ASN {
+		d.errorf(o.key("peer_asn"), "%d is bgp.asn: tunnel sessions are eBGP, the peer needs its own AS", t.PeerASN)
+	}
+	ranges, paths := o.strings("accept")
+	for i, s := range ranges {
+		r, err := ParsePrefixRange(s)
+		if err != nil {
+			d.errorf(paths[i], "%v", err)
+			continue
+		}
+		t.Accept = append(t.Accept, r)
+	}
+	t.MaxPrefixes = DefaultMaxPrefixes
+	if n, ok := o.integer("max_prefixes", false, 1, 10_000_000); ok {
+		t.MaxPrefixes = uint32(n)
+	}
+	t.Password = o.secret("password", false)
+	if t.Password.IsSet() && len(t.Password.Reveal()) > 80 {
+		d.errorf(o.key("password_file"), "TCP-MD5 keys are at most 80 bytes")
+	}
+	t.BFD = d.bfd(o.child("bfd"))
+	return t
+}
+
+func (d *decoder) cloudPeers(root *obj, c *Config) []CloudPeer {
+	items, paths := root.list("cloud_peers")
+	var out []CloudPeer
+	for i, item := range items {
+		o := d.object(paths[i], item)
+		p := d.cloudPeer(o, c)
+		if d.names == nil {
+			d.names = peerNames{}
+		}
+		d.names.claim(d, o.key("name"), p.Name)
+		for j, prev := range out {
+			if prev.Address.IsValid() && prev.Address == p.Address {
+				d.errorf(o.key("address"), "%s is also cloud_peers[%d].address", p.Address, j)
+			}
+		}
+		for j, t := range c.Tunnels {
+			if t.InsideRemote.IsValid() && t.InsideRemote == p.Address {
+				d.errorf(o.key("address"), "%s is also tunnels[%d].inside.remote", p.Address, j)
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func (d *decoder) cloudPeer(o *obj, c *Config) CloudPeer {
+	defer o.done()
+	p := CloudPeer{Name: d.name(o, "name")}
+	p.Address = o.addr("address", true)
+	p.LocalAddress = o.addr("local_address", false)
+	p.PeerASN = d.asn(o, "peer_asn")
+	if n, ok := o.integer("multihop", false, 1, 255); ok {
+		p.Multihop = int(n)
+	}
+	p.Password = o.secret("password", false)
+	if p.Password.IsSet() && len(p.Password.Reveal()) > 80 {
+		d.errorf(o.key("password_file"), "TCP-MD5 keys are at most 80 bytes")
+	}
+	p.BFD = d.bfd(o.child("bfd"))
+	return p
+}
+
+// PeerNames lists every BGP peer name: tunnels first, then cloud peers.
+func (c *Config) PeerNames() []string {
+	var out []string
+	for _, t := range c.Tunnels {
+		out = append(out, t.Name)
+	}
+	for _, p := range c.CloudPeers {
+		out = append(out, p.Name)
+	}
+	return out
+}
