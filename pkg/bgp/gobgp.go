@@ -1,0 +1,338 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
+)
+
+// GoBGP is the Speaker backed by an embedded GoBGP server.
+type GoBGP struct {
+	log    *slog.Logger
+	s      *server.BgpServer
+	global Global
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	peers   map[string]PeerConfig
+	rib     map[netip.Prefix]*ribEntry // what has been applied
+	changed chan struct{}
+}
+
+var _ Speaker = (*GoBGP)(nil)
+
+// NewGoBGP starts an embedded GoBGP server with default-deny policies.
+// GoBGP's own logs go to log at warning level and above.
+func NewGoBGP(ctx context.Context, g Global, log *slog.Logger) (*GoBGP, error) {
+	lvl := new(slog.LevelVar)
+	lvl.Set(slog.LevelWarn)
+	s := server.NewBgpServer(server.LoggerOption(log.With("component", "gobgp"), lvl))
+	go s.Serve()
+
+	port := int32(g.ListenPort)
+	if port == 0 {
+		port = 179
+	}
+	var listen []string
+	for _, a := range g.ListenAddresses {
+		listen = append(listen, a.String())
+	}
+	if len(listen) == 0 {
+		listen = []string{"0.0.0.0", "::"}
+	}
+	err := s.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn:             g.ASN,
+		RouterId:        g.RouterID.String(),
+		ListenPort:      port,
+		ListenAddresses: listen,
+	}})
+	if err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("start BGP on port %d: %w", port, err)
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	a := &GoBGP{
+		log: log, s: s, global: g, cancel: cancel,
+		peers:   map[string]PeerConfig{},
+		rib:     map[netip.Prefix]*ribEntry{},
+		changed: make(chan struct{}, 1),
+	}
+	if err := a.applyPolicies(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	err = s.WatchEvent(wctx, server.WatchEventMessageCallbacks{
+		OnPeerUpdate: func(*apiutil.WatchEventMessage_PeerEvent, time.Time) { a.signal() },
+		OnPathUpdate: func([]*apiutil.Path, time.Time) { a.signal() },
+	}, server.WatchPeer(), server.WatchPostUpdate(false, "", ""))
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("watch BGP events: %w", err)
+	}
+	return a, nil
+}
+
+func (a *GoBGP) signal() {
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Changed implements Speaker.
+func (a *GoBGP) Changed() <-chan struct{} { return a.changed }
+
+// Close implements Speaker.
+func (a *GoBGP) Close() {
+	a.cancel()
+	a.s.Stop()
+}
+
+// SetPeers implements Speaker.
+func (a *GoBGP) SetPeers(ctx context.Context, peers []PeerConfig) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	want := map[string]PeerConfig{}
+	for _, p := range peers {
+		want[p.Name] = p
+	}
+	var errs []error
+	// Remove peers that are gone or changed, before the policy forgets them.
+	for _, name := range sortedKeys(a.peers) {
+		cur := a.peers[name]
+		if w, ok := want[name]; ok && w.Equal(cur) {
+			continue
+		}
+		if err := a.s.DeletePeer(ctx, &api.DeletePeerRequest{Address: cur.Address.String()}); err != nil {
+			errs = append(errs, fmt.Errorf("peer %s: remove: %w", name, err))
+		}
+		delete(a.peers, name)
+	}
+	added := false
+	for _, name := range sortedKeys(want) {
+		if _, ok := a.peers[name]; !ok {
+			added = true
+		}
+	}
+	if !added && len(errs) == 0 {
+		return nil
+	}
+	// The policy names each peer: install it before the new sessions can
+	// exchange anything, so no route passes without it.
+	next := map[string]PeerConfig{}
+	for name, p := range a.peers {
+		next[name] = p
+	}
+	for name, p := range want {
+		next[name] = p
+	}
+	prev := a.peers
+	a.peers = next
+	if err := a.applyPolicies(ctx); err != nil {
+		a.peers = prev
+		return errors.Join(append(errs, err)...)
+	}
+	for _, name := range sortedKeys(want) {
+		if _, ok := prev[name]; ok {
+			continue
+		}
+		p := want[name]
+		if err := a.s.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
+			errs = append(errs, fmt.Errorf("peer %s (%s): add: %w", name, p.Address, err))
+			delete(a.peers, name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func apiPeer(p PeerConfig) *api.Peer {
+	fam := familyOf(p.Address)
+	ap := &api.Peer{
+		Conf: &api.PeerConf{
+			NeighborAddress: p.Address.String(),
+			PeerAsn:         p.PeerASN,
+			AuthPassword:    p.Password,
+			Description:     p.Name,
+		},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			HoldTime:               uint64(p.HoldTime / time.Second),
+			KeepaliveInterval:      uint64(p.Keepalive / time.Second),
+			ConnectRetry:           uint64(p.ConnectRetry / time.Second),
+			IdleHoldTimeAfterReset: 1,
+		}},
+		Transport: &api.Transport{},
+		AfiSafis: []*api.AfiSafi{{
+			Config:       &api.AfiSafiConfig{Family: fam, Enabled: true},
+			PrefixLimits: &api.PrefixLimit{Family: fam, MaxPrefixes: p.MaxPrefixes},
+		}},
+		// Graceful restart would keep a dead peer's routes as stale: the
+		// opposite of fast withdrawal. Off on every session.
+		GracefulRestart: &api.GracefulRestart{Enabled: false},
+	}
+	if p.LocalAddress.IsValid() {
+		ap.Transport.LocalAddress = p.LocalAddress.String()
+	}
+	if p.MultihopTTL > 1 {
+		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.MultihopTTL)}
+	} else {
+		ap.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: 255}
+	}
+	return ap
+}
+
+func familyOf(a netip.Addr) *api.Family {
+	if a.Is4() {
+		return &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+	}
+	return &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
+}
+
+// Shutdown implements Speaker.
+func (a *GoBGP) Shutdown(ctx context.Context, peer, message string) error {
+	a.mu.Lock()
+	p, ok := a.peers[peer]
+	a.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("peer %s: not configured", peer)
+	}
+	if err := a.s.ShutdownPeer(ctx, &api.ShutdownPeerRequest{Address: p.Address.String(), Communication: message}); err != nil {
+		return fmt.Errorf("peer %s: shutdown: %w", peer, err)
+	}
+	return nil
+}
+
+// Status implements Speaker.
+func (a *GoBGP) Status(ctx context.Context) ([]PeerStatus, error) {
+	a.mu.Lock()
+	byAddr := map[string]PeerConfig{}
+	for _, p := range a.peers {
+		byAddr[p.Address.String()] = p
+	}
+	a.mu.Unlock()
+
+	var out []PeerStatus
+	err := a.s.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		if p.Conf == nil || p.State == nil {
+			return
+		}
+		cfg, ok := byAddr[p.Conf.NeighborAddress]
+		if !ok {
+			return
+		}
+		st := PeerStatus{
+			Name: cfg.Name, Kind: cfg.Kind, Address: cfg.Address, PeerASN: cfg.PeerASN,
+			State:     sessionState(p.State.SessionState),
+			AdminDown: p.State.AdminState != api.PeerState_ADMIN_STATE_UP,
+		}
+		if p.State.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED {
+			st.LastError = p.State.DisconnectMessage
+		}
+		if p.State.AdminState == api.PeerState_ADMIN_STATE_PFX_CT {
+			st.LastError = fmt.Sprintf("maximum prefix count (%d) exceeded; session held down", cfg.MaxPrefixes)
+		}
+		if st.State == StateEstablished && p.Timers != nil && p.Timers.State != nil && p.Timers.State.Uptime != nil {
+			st.Since = p.Timers.State.Uptime.AsTime()
+		}
+		out = append(out, st)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list peers: %w", err)
+	}
+	for i := range out {
+		st := &out[i]
+		if st.State != StateEstablished {
+			continue
+		}
+		fam := bgp.RF_IPv4_UC
+		if st.Address.Is6() {
+			fam = bgp.RF_IPv6_UC
+		}
+		var errs []error
+		st.Announced, _, errs = a.listAdj(st.Address, fam, api.TableType_TABLE_TYPE_ADJ_OUT, errs)
+		st.Received, st.Rejected, errs = a.listAdj(st.Address, fam, api.TableType_TABLE_TYPE_ADJ_IN, errs)
+		if err := errors.Join(errs...); err != nil {
+			return nil, fmt.Errorf("peer %s: %w", st.Name, err)
+		}
+	}
+	slices.SortFunc(out, func(x, y PeerStatus) int {
+		if x.Kind != y.Kind {
+			if x.Kind == KindTunnel {
+				return -1
+			}
+			return 1
+		}
+		return cmpString(x.Name, y.Name)
+	})
+	return out, nil
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (a *GoBGP) listAdj(addr netip.Addr, fam bgp.Family, tt api.TableType, errs []error) (ok, filtered []netip.Prefix, _ []error) {
+	err := a.s.ListPath(apiutil.ListPathRequest{
+		TableType: tt, Name: addr.String(), Family: fam, EnableFiltered: tt == api.TableType_TABLE_TYPE_ADJ_IN,
+	}, func(nlri bgp.NLRI, paths []*apiutil.Path) {
+		pfx, good := nlriPrefix(nlri)
+		if !good {
+			return
+		}
+		for _, p := range paths {
+			if p.Withdrawal {
+				continue
+			}
+			if p.Filtered {
+				filtered = append(filtered, pfx)
+			} else {
+				ok = append(ok, pfx)
+			}
+			return
+		}
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	slices.SortFunc(ok, comparePrefix)
+	slices.SortFunc(filtered, comparePrefix)
+	return ok, filtered, errs
+}
+
+func nlriPrefix(n bgp.NLRI) (netip.Prefix, bool) {
+	if p, ok := n.(*bgp.IPAddrPrefix); ok {
+		return p.Prefix, true
+	}
+	return netip.Prefix{}, false
+}
+
+func sessionState(s api.PeerState_SessionState) SessionState {
+	switch s {
+	case api.PeerState_SESSION_STATE_CONNECT:
+		return StateConnect
+	case api.PeerState_SESSION_STATE_ACTIVE:
+		return StateActive
+	case api.PeerState_SESSION_STATE_OPENSENT:
+		return StateOpenSent
+	case api.PeerState_SESSION_STATE_OPENCONFIRM:
+		return StateOpenConfirm
+	case api.PeerState_SESSION_STATE_ESTABLISHED:
+		return StateEstablished
+	}
+	return StateIdle
+}

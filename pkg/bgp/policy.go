@@ -1,0 +1,171 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	api "github.com/osrg/gobgp/v4/api"
+)
+
+// Policy layout (RFC 8212: both directions default to reject).
+//
+// Import, first match wins:
+//  1. local routes (our own announcements) are accepted;
+//  2. "never": default routes, 0.0.0.0/8 and the cloud-side prefixes with
+//     all their more-specifics are rejected, whichever peer sends them;
+//  3. per tunnel peer: from that neighbor AND in its accept-list: accepted.
+//
+// Export: per peer, to that neighbor AND a local route AND in the peer's
+// export set: accepted. The export sets are what SetAnnouncements keeps up
+// to date. GoBGP rejects an empty prefix set, so every set holds a sentinel
+// (0.0.0.0/32 or ::/128) that "never" keeps out of the RIB.
+
+const (
+	setNever4 = "never4"
+	setNever6 = "never6"
+)
+
+var (
+	sentinel4 = netip.MustParsePrefix("0.0.0.0/32")
+	sentinel6 = netip.MustParsePrefix("::/128")
+)
+
+func nbrSet(peer string) string { return "nbr-" + peer }
+
+func outSet(peer string, v6 bool) string {
+	if v6 {
+		return "out6-" + peer
+	}
+	return "out4-" + peer
+}
+
+func inSet(peer string, v6 bool) string {
+	if v6 {
+		return "in6-" + peer
+	}
+	return "in4-" + peer
+}
+
+func apiPrefix(p netip.Prefix, maxLen int) *api.Prefix {
+	return &api.Prefix{IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: uint32(maxLen)}
+}
+
+func prefixSet(name string, v6 bool, entries ...*api.Prefix) *api.DefinedSet {
+	s := sentinel4
+	if v6 {
+		s = sentinel6
+	}
+	return &api.DefinedSet{
+		DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX,
+		Name:        name,
+		Prefixes:    append([]*api.Prefix{apiPrefix(s, s.Bits())}, entries...),
+	}
+}
+
+func anyOf(name string) *api.MatchSet {
+	return &api.MatchSet{Type: api.MatchSet_TYPE_ANY, Name: name}
+}
+
+// policyRequest builds the whole policy for the current peers and RIB.
+// Caller holds a.mu.
+func (a *GoBGP) policyRequest() *api.SetPoliciesRequest {
+	never := map[bool][]*api.Prefix{
+		false: {apiPrefix(netip.MustParsePrefix("0.0.0.0/0"), 0), apiPrefix(netip.MustParsePrefix("0.0.0.0/8"), 32)},
+		true:  {apiPrefix(netip.MustParsePrefix("::/0"), 0), apiPrefix(sentinel6, 128)},
+	}
+	for _, p := range a.global.Never {
+		never[p.Addr().Is6()] = append(never[p.Addr().Is6()], apiPrefix(p, p.Addr().BitLen()))
+	}
+	req := &api.SetPoliciesRequest{DefinedSets: []*api.DefinedSet{
+		prefixSet(setNever4, false, never[false]...),
+		prefixSet(setNever6, true, never[true]...),
+	}}
+	accept := func(action api.RouteAction) *api.Actions { return &api.Actions{RouteAction: action} }
+	imp := &api.Policy{Name: "bgpgw-import", Statements: []*api.Statement{
+		{Name: "local", Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL}, Actions: accept(api.RouteAction_ROUTE_ACTION_ACCEPT)},
+		{Name: "never4", Conditions: &api.Conditions{PrefixSet: anyOf(setNever4)}, Actions: accept(api.RouteAction_ROUTE_ACTION_REJECT)},
+		{Name: "never6", Conditions: &api.Conditions{PrefixSet: anyOf(setNever6)}, Actions: accept(api.RouteAction_ROUTE_ACTION_REJECT)},
+	}}
+	exp := &api.Policy{Name: "bgpgw-export"}
+
+	out := map[string]map[bool][]*api.Prefix{}
+	for pfx, e := range a.rib {
+		for peer := range e.peers {
+			if out[peer] == nil {
+				out[peer] = map[bool][]*api.Prefix{}
+			}
+			v6 := pfx.Addr().Is6()
+			out[peer][v6] = append(out[peer][v6], apiPrefix(pfx, pfx.Bits()))
+		}
+	}
+	for _, name := range sortedKeys(a.peers) {
+		p := a.peers[name]
+		bits := 32
+		if p.Address.Is6() {
+			bits = 128
+		}
+		req.DefinedSets = append(req.DefinedSets, &api.DefinedSet{
+			DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR,
+			Name:        nbrSet(name),
+			List:        []string{netip.PrefixFrom(p.Address, bits).String()},
+		})
+		for _, v6 := range []bool{false, true} {
+			var in []*api.Prefix
+			for _, r := range p.Accept {
+				if r.Prefix.Addr().Is6() == v6 {
+					in = append(in, apiPrefix(r.Prefix, r.MaxLen))
+				}
+			}
+			req.DefinedSets = append(req.DefinedSets,
+				prefixSet(inSet(name, v6), v6, in...),
+				prefixSet(outSet(name, v6), v6, out[name][v6]...))
+			fam := "4"
+			if v6 {
+				fam = "6"
+			}
+			if p.Kind == KindTunnel && len(in) > 0 {
+				imp.Statements = append(imp.Statements, &api.Statement{
+					Name:       fmt.Sprintf("in%s-%s", fam, name),
+					Conditions: &api.Conditions{NeighborSet: anyOf(nbrSet(name)), PrefixSet: anyOf(inSet(name, v6))},
+					Actions:    accept(api.RouteAction_ROUTE_ACTION_ACCEPT),
+				})
+			}
+			exp.Statements = append(exp.Statements, &api.Statement{
+				Name: fmt.Sprintf("out%s-%s", fam, name),
+				Conditions: &api.Conditions{
+					NeighborSet: anyOf(nbrSet(name)),
+					PrefixSet:   anyOf(outSet(name, v6)),
+					RouteType:   api.Conditions_ROUTE_TYPE_LOCAL,
+				},
+				Actions: accept(api.RouteAction_ROUTE_ACTION_ACCEPT),
+			})
+		}
+	}
+	req.Policies = []*api.Policy{imp}
+	exportPolicies := []*api.Policy{}
+	if len(exp.Statements) > 0 {
+		req.Policies = append(req.Policies, exp)
+		exportPolicies = []*api.Policy{{Name: exp.Name}}
+	}
+	req.Assignments = []*api.PolicyAssignment{
+		{Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_IMPORT, Policies: []*api.Policy{{Name: imp.Name}}, DefaultAction: api.RouteAction_ROUTE_ACTION_REJECT},
+		{Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_EXPORT, Policies: exportPolicies, DefaultAction: api.RouteAction_ROUTE_ACTION_REJECT},
+	}
+	return req
+}
+
+// applyPolicies installs the policy for the current peers, then makes the
+// established sessions re-evaluate what they hold and sent. Caller holds a.mu.
+func (a *GoBGP) applyPolicies(ctx context.Context) error {
+	if err := a.s.SetPolicies(ctx, a.policyRequest()); err != nil {
+		return fmt.Errorf("install BGP policy: %w", err)
+	}
+	if len(a.peers) == 0 {
+		return nil
+	}
+	if err := a.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: "all", Soft: true, Direction: api.ResetPeerRequest_DIRECTION_BOTH}); err != nil {
+		return fmt.Errorf("re-apply BGP policy to sessions: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+// Package bgp is bgpgw's BGP speaker: the types the rest of bgpgw speaks in
+// (peers, announcements, session status) and an adapter that drives an
+// embedded GoBGP server with them. Only this package imports GoBGP.
+//
+// The speaker is declarative: SetPeers gives the whole set of sessions and
+// SetAnnouncements the whole desired Adj-RIB-Out of every peer; the adapter
+// computes the difference with what it applied before and applies only that.
+// Import and export default to deny (RFC 8212): a peer receives only what
+// SetAnnouncements lists for it, and a tunnel peer's routes are accepted only
+// when they fall in its accept-list and are not a default route, a
+// cloud-side prefix or a more-specific of one.
+package bgp
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// PeerKind tells tunnel peers (on-prem devices) from cloud-side peers.
+type PeerKind string
+
+// Peer kinds.
+const (
+	KindTunnel PeerKind = "tunnel"
+	KindCloud  PeerKind = "cloud"
+)
+
+// PrefixRange matches a prefix and its more-specifics up to MaxLen.
+type PrefixRange struct {
+	Prefix netip.Prefix
+	MaxLen int
+}
+
+// Global holds the speaker-wide settings.
+type Global struct {
+	ASN             uint32
+	RouterID        netip.Addr
+	ListenPort      int          // 0: 179
+	ListenAddresses []netip.Addr // empty: all
+	// Never lists prefixes that are never accepted from any peer, with all
+	// their more-specifics: the cloud-side prefixes. Default routes are
+	// never accepted either.
+	Never []netip.Prefix
+}
+
+// PeerConfig is one BGP session.
+type PeerConfig struct {
+	Name         string
+	Kind         PeerKind
+	Address      netip.Addr
+	LocalAddress netip.Addr // optional
+	PeerASN      uint32
+	Password     string // TCP-MD5 key; never logged
+	Accept       []PrefixRange
+	MaxPrefixes  uint32
+	HoldTime     time.Duration
+	Keepalive    time.Duration
+	ConnectRetry time.Duration
+	// MultihopTTL 0 means a directly connected peer protected by GTSM
+	// (RFC 5082: sent with TTL 255, accepted only with TTL 255).
+	MultihopTTL int
+}
+
+// Equal reports whether two peer configurations are the same session.
+func (p PeerConfig) Equal(o PeerConfig) bool {
+	return p.Name == o.Name && p.Kind == o.Kind && p.Address == o.Address &&
+		p.LocalAddress == o.LocalAddress && p.PeerASN == o.PeerASN &&
+		p.Password == o.Password && slices.Equal(p.Accept, o.Accept) &&
+		p.MaxPrefixes == o.MaxPrefixes && p.HoldTime == o.HoldTime &&
+		p.Keepalive == o.Keepalive && p.ConnectRetry == o.ConnectRetry &&
+		p.MultihopTTL == o.MultihopTTL
+}
+
+// Well-known communities.
+const (
+	CommunityGracefulShutdown uint32 = 0xFFFF0000 // 65535:0, RFC 8326
+)
+
+// Announcement is one prefix as announced to a peer.
+type Announcement struct {
+	Prefix      netip.Prefix
+	Prepend     int // extra copies of the local AS on the AS path
+	MED         uint32
+	HasMED      bool
+	Communities []uint32 // sorted
+}
+
+// Equal reports whether two announcements carry the same attributes.
+func (a Announcement) Equal(b Announcement) bool {
+	return a.Prefix == b.Prefix && a.Prepend == b.Prepend && a.MED == b.MED &&
+		a.HasMED == b.HasMED && slices.Equal(a.Communities, b.Communities)
+}
+
+// SessionState is the BGP FSM state of a session.
+type SessionState string
+
+// Session states (RFC 4271 section 8.2.2).
+const (
+	StateIdle        SessionState = "idle"
+	StateConnect     SessionState = "connect"
+	StateActive      SessionState = "active"
+	StateOpenSent    SessionState = "opensent"
+	StateOpenConfirm SessionState = "openconfirm"
+	StateEstablished SessionState = "established"
+)
+
+// PeerStatus is what the speaker knows about one session.
+type PeerStatus struct {
+	Name      string
+	Kind      PeerKind
+	Address   netip.Addr
+	PeerASN   uint32
+	State     SessionState
+	AdminDown bool
+	// Since is when the session reached Established (zero when not).
+	Since time.Time
+	// LastError says why the session last went down, if it did.
+	LastError string
+	Announced []netip.Prefix // what this peer was sent
+	Received  []netip.Prefix // accepted from this peer
+	Rejected  []netip.Prefix // received but refused by the import policy
+}
+
+// Speaker is a BGP speaker driven declaratively.
+type Speaker interface {
+	// SetPeers makes the speaker hold exactly these sessions; unchanged ones
+	// are left alone, changed ones are replaced.
+	SetPeers(ctx context.Context, peers []PeerConfig) error
+	// SetAnnouncements makes every peer's Adj-RIB-Out equal to its list
+	// (peers not in the map get nothing). An error names each peer or
+	// prefix that could not be brought to its desired state.
+	SetAnnouncements(ctx context.Context, desired map[string][]Announcement) error
+	// Status reports every session.
+	Status(ctx context.Context) ([]PeerStatus, error)
+	// Changed is signalled (level-triggered, capacity 1) whenever a
+	// session changes state or a peer's routes change.
+	Changed() <-chan struct{}
+	// Shutdown closes a session with an RFC 8203 message and keeps it down
+	// until SetPeers is given a changed config or Enable is called.
+	Shutdown(ctx context.Context, peer, message string) error
+	// Close stops the speaker; sessions are closed with a Cease.
+	Close()
+}

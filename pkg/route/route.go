@@ -1,0 +1,381 @@
+// Package route installs the prefixes bgpgw learned over BGP into the kernel routing table,
+// toward their next hops, declaratively.
+//
+// The caller hands [Installer.Set] the whole desired set of routes; the installer compares it
+// with the routes the kernel holds in its table tagged with its own rtm_protocol number and
+// makes the difference: it adds what is missing, replaces what changed (an atomic replace, so
+// there is no moment without a route) and deletes its routes that are no longer wanted. Routes
+// tagged with another protocol (the kernel's, static ones, another routing daemon's) are never
+// changed or deleted, even when they cover the same prefix.
+//
+// This is the only package of bgpgw that talks to the kernel about routes through netlink;
+// netlink types stay inside it.
+package route
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netns"
+)
+
+// Route is one prefix and the next hops it is routed to.
+type Route struct {
+	Prefix netip.Prefix
+	// NextHops are the gateways: one gives a plain route, several an ECMP multipath route.
+	// The installer sorts and deduplicates them; the routes it returns hold them sorted.
+	NextHops []netip.Addr
+}
+
+// String formats r like "198.51.100.0/24 via 192.0.2.2,192.0.2.3".
+func (r Route) String() string {
+	var b strings.Builder
+	b.WriteString(r.Prefix.String())
+	if len(r.NextHops) > 0 {
+		b.WriteString(" via ")
+		for k, nh := range r.NextHops {
+			if k > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(nh.String())
+		}
+	}
+	return b.String()
+}
+
+// Options configure an [Installer].
+type Options struct {
+	// Table is the kernel routing table; 0 means 254 (main).
+	Table int
+	// Protocol is the rtm_protocol number our routes are tagged with, and by which the
+	// installer recognises them. Required: 5..255 (0..4 are reserved for the kernel).
+	Protocol int
+	// Netns, when set (a handle > 0, as returned by netns.Get, netns.GetFromName...), makes
+	// the installer work in that network namespace instead of the current one. The caller
+	// keeps ownership of the handle; it may close it once New returns.
+	Netns netns.NsHandle
+	// Logger receives one line per change; nil discards.
+	Logger *slog.Logger
+}
+
+// DefaultTable is the kernel's main routing table.
+const DefaultTable = 254
+
+// ErrClosed is returned by the methods of a closed [Installer].
+var ErrClosed = errors.New("route installer closed")
+
+// Installer keeps the kernel's routes of one protocol in one table equal to a desired set.
+// Its methods are safe for concurrent use; calls are serialised.
+type Installer struct {
+	mu     sync.Mutex
+	h      handle // nil once closed
+	table  int
+	proto  int
+	logger *slog.Logger
+}
+
+// New opens a netlink handle (in opts.Netns if set) and returns an installer using it.
+// It does not touch any route: call [Installer.Flush] to remove stale routes of a previous run.
+func New(opts Options) (*Installer, error) {
+	if err := validate(&opts); err != nil {
+		return nil, err
+	}
+	h, err := newNetlinkHandle(opts.Netns)
+	if err != nil {
+		return nil, fmt.Errorf("route: open netlink handle: %w", err)
+	}
+	return newInstaller(opts, h), nil
+}
+
+func validate(opts *Options) error {
+	if opts.Table == 0 {
+		opts.Table = DefaultTable
+	}
+	switch {
+	case opts.Table < 0 || opts.Table > math.MaxUint32:
+		return fmt.Errorf("route: table %d out of range 1..%d", opts.Table, uint32(math.MaxUint32))
+	case opts.Table == 255:
+		return fmt.Errorf("route: table 255 is the kernel's local table")
+	}
+	if opts.Protocol < 5 || opts.Protocol > 255 {
+		return fmt.Errorf("route: protocol %d out of range 5..255 (0..4 are reserved for the kernel)", opts.Protocol)
+	}
+	return nil
+}
+
+// newInstaller takes already validated options.
+func newInstaller(opts Options, h handle) *Installer {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Installer{
+		h:      h,
+		table:  opts.Table,
+		proto:  opts.Protocol,
+		logger: logger.With("table", opts.Table, "protocol", opts.Protocol),
+	}
+}
+
+// Close releases the netlink handle. It leaves the routes in the kernel (call Flush first to
+// remove them). Closing twice is harmless; other methods then return [ErrClosed].
+func (i *Installer) Close() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.h != nil {
+		i.h.close()
+		i.h = nil
+	}
+}
+
+// List returns our routes now in the kernel, sorted by prefix.
+//
+// If the kernel kept changing its table while it was being read, List returns what it read
+// together with an error for which errors.Is(err, netlink.ErrDumpInterrupted) holds: the
+// result may then be inconsistent.
+func (i *Installer) List() ([]Route, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.h == nil {
+		return nil, ErrClosed
+	}
+	es, err := i.list()
+	return routesOf(es), err
+}
+
+// Set makes the kernel hold exactly routes among our routes (those tagged with our protocol
+// in our table): it adds the missing ones, replaces the changed ones and deletes ours that are
+// not in routes. Routes of other protocols are never touched; a new route whose place in the
+// table is taken by one of them is not installed and reported as an error.
+//
+// An invalid entry of routes (bad prefix, host bits set, duplicate prefix, no next hop, next
+// hop of the wrong family or link-local) is reported as an error and, if its prefix can be
+// told, the route the kernel holds for that prefix is left as it is.
+//
+// Set returns the routes installed after the pass, sorted by prefix, also when some changes
+// failed, so that the caller can start the next pass from the truth. They are computed from
+// the kernel's table read at the start of the pass and the kernel's answer to each change.
+// The error joins every failure, each naming its prefix. If the table cannot be read, Set
+// changes nothing and returns nil and the error.
+func (i *Installer) Set(routes []Route) ([]Route, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.h == nil {
+		return nil, ErrClosed
+	}
+	want, keep, errs := normalize(routes)
+
+	cur, err := i.list()
+	if err != nil {
+		return nil, fmt.Errorf("route: read table %d: %w", i.table, err)
+	}
+	byPrefix := make(map[netip.Prefix][]entry)
+	for _, e := range cur {
+		byPrefix[e.Prefix] = append(byPrefix[e.Prefix], e)
+	}
+
+	prefixes := slices.SortedFunc(maps.Keys(want), comparePrefix)
+	for _, pfx := range prefixes {
+		r := want[pfx]
+		es := byPrefix[pfx]
+		p := slices.IndexFunc(es, entry.isPrimary)
+		switch {
+		case p >= 0 && es[p].matches(r):
+			// already right
+		case p >= 0:
+			if err := i.h.routeReplace(i.toKernel(r)); err != nil {
+				errs = append(errs, fmt.Errorf("route %s: replace %s with %s: %w", r.Prefix, es[p].Route, r, err))
+				continue
+			}
+			i.logger.Info("route replaced", "prefix", r.Prefix.String(), "old", hopsString(es[p].NextHops), "via", hopsString(r.NextHops))
+			es[p] = primaryEntry(r)
+		default:
+			if err := i.h.routeAdd(i.toKernel(r)); err != nil {
+				if isExist(err) {
+					err = fmt.Errorf("the table already holds a route for this prefix not tagged with protocol %d: %w", i.proto, err)
+				}
+				errs = append(errs, fmt.Errorf("route %s: add %s: %w", r.Prefix, r, err))
+				continue
+			}
+			i.logger.Info("route added", "prefix", r.Prefix.String(), "via", hopsString(r.NextHops))
+			es = append(es, primaryEntry(r))
+			p = len(es) - 1
+		}
+		// The prefix is now routed as wanted: drop any other route of ours for it (one left
+		// by another version with another metric or tos, say).
+		es, _, errs = i.deleteAll(es, func(k int) bool { return k != p }, errs)
+		byPrefix[pfx] = es
+	}
+
+	stale := make([]netip.Prefix, 0)
+	for pfx := range byPrefix {
+		if _, ok := want[pfx]; !ok && !keep[pfx] {
+			stale = append(stale, pfx)
+		}
+	}
+	slices.SortFunc(stale, comparePrefix)
+	for _, pfx := range stale {
+		byPrefix[pfx], _, errs = i.deleteAll(byPrefix[pfx], func(int) bool { return true }, errs)
+	}
+
+	var out []entry
+	for _, es := range byPrefix {
+		out = append(out, es...)
+	}
+	return routesOf(out), errors.Join(errs...)
+}
+
+// Flush deletes all our routes from the kernel and returns how many it deleted: at start the
+// stale ones of a previous run, at exit all of them.
+func (i *Installer) Flush() (int, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.h == nil {
+		return 0, ErrClosed
+	}
+	es, err := i.list()
+	var errs []error
+	if err != nil {
+		if !isDumpInterrupted(err) {
+			return 0, fmt.Errorf("route: read table %d: %w", i.table, err)
+		}
+		// Delete what could be read; the error tells the caller that some may be left.
+		errs = append(errs, fmt.Errorf("route: read table %d: %w", i.table, err))
+	}
+	slices.SortFunc(es, compareEntry)
+	_, n, errs := i.deleteAll(es, func(int) bool { return true }, errs)
+	return n, errors.Join(errs...)
+}
+
+// deleteAll deletes the entries of es selected by del and returns those left and how many
+// it deleted. A route found already gone is dropped from es without an error.
+func (i *Installer) deleteAll(es []entry, del func(k int) bool, errs []error) (left []entry, n int, _ []error) {
+	for k, e := range es {
+		if !del(k) {
+			left = append(left, e)
+			continue
+		}
+		err := i.h.routeDel(i.toKernelDel(e))
+		switch {
+		case err == nil:
+			n++
+			i.logger.Info("route deleted", "prefix", e.Prefix.String(), "via", hopsString(e.NextHops))
+		case isNotFound(err):
+			i.logger.Debug("route to delete already gone", "prefix", e.Prefix.String())
+		default:
+			errs = append(errs, fmt.Errorf("route %s: delete %s: %w", e.Prefix, e.Route, err))
+			left = append(left, e)
+		}
+	}
+	return left, n, errs
+}
+
+// normalize checks the desired routes and returns them by prefix with sorted, deduplicated
+// next hops, the prefixes of invalid entries (whose kernel route is to be kept as it is), and
+// an error per invalid entry.
+func normalize(routes []Route) (map[netip.Prefix]Route, map[netip.Prefix]bool, []error) {
+	want := make(map[netip.Prefix]Route, len(routes))
+	keep := make(map[netip.Prefix]bool)
+	var errs []error
+	for k, r := range routes {
+		if !r.Prefix.IsValid() {
+			errs = append(errs, fmt.Errorf("route #%d: invalid prefix", k))
+			continue
+		}
+		pfx := r.Prefix.Masked()
+		if keep[pfx] {
+			errs = append(errs, fmt.Errorf("route %s: %w", r.Prefix, errDuplicate))
+			continue
+		}
+		if _, dup := want[pfx]; dup {
+			errs = append(errs, fmt.Errorf("route %s: %w", r.Prefix, errDuplicate))
+			delete(want, pfx)
+			keep[pfx] = true
+			continue
+		}
+		nr, err := normalizeRoute(r)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("route %s: %w", r.Prefix, err))
+			keep[pfx] = true
+			continue
+		}
+		want[pfx] = nr
+	}
+	return want, keep, errs
+}
+
+var errDuplicate = errors.New("prefix given more than once")
+
+func normalizeRoute(r Route) (Route, error) {
+	if r.Prefix != r.Prefix.Masked() {
+		return Route{}, fmt.Errorf("host bits set (the prefix is %s)", r.Prefix.Masked())
+	}
+	if len(r.NextHops) == 0 {
+		return Route{}, errors.New("no next hop")
+	}
+	is4 := r.Prefix.Addr().Is4()
+	hops := make([]netip.Addr, 0, len(r.NextHops))
+	for _, nh := range r.NextHops {
+		if is4 {
+			nh = nh.Unmap()
+		}
+		switch {
+		case !nh.IsValid():
+			return Route{}, errors.New("invalid next hop")
+		case nh.Is4() != is4:
+			return Route{}, fmt.Errorf("next hop %s is not of the prefix's address family", nh)
+		case nh.Zone() != "" || nh.IsLinkLocalUnicast():
+			return Route{}, fmt.Errorf("link-local next hop %s needs a device, which is not supported", nh)
+		case nh.IsUnspecified() || nh.IsMulticast() || nh.IsLoopback():
+			return Route{}, fmt.Errorf("next hop %s is not a unicast gateway address", nh)
+		}
+		hops = append(hops, nh)
+	}
+	slices.SortFunc(hops, netip.Addr.Compare)
+	return Route{Prefix: r.Prefix, NextHops: slices.Compact(hops)}, nil
+}
+
+// routesOf returns the routes of es sorted by prefix then next hops.
+func routesOf(es []entry) []Route {
+	slices.SortFunc(es, compareEntry)
+	out := make([]Route, 0, len(es))
+	for _, e := range es {
+		out = append(out, e.Route)
+	}
+	return out
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}
+
+func compareEntry(a, b entry) int {
+	if c := comparePrefix(a.Prefix, b.Prefix); c != 0 {
+		return c
+	}
+	if c := a.priority - b.priority; c != 0 {
+		return c
+	}
+	if c := a.tos - b.tos; c != 0 {
+		return c
+	}
+	return slices.CompareFunc(a.NextHops, b.NextHops, netip.Addr.Compare)
+}
+
+func hopsString(hops []netip.Addr) string {
+	s := make([]string, len(hops))
+	for k, h := range hops {
+		s[k] = h.String()
+	}
+	return strings.Join(s, ",")
+}
