@@ -314,15 +314,22 @@ func (f *FRR) LogTail(n int) string {
 	files, _ := filepath.Glob(filepath.Join(f.dir, "*.log"))
 	var b strings.Builder
 	for _, path := range files {
-		data, err := os.ReadFile(path)
-		if err != nil || len(data) == 0 {
-			continue
+		if t := tailFile(path, n); t != "" {
+			fmt.Fprintf(&b, "==> %s (frr %s) <==\n%s\n", filepath.Base(path), f.instance, t)
 		}
-		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-		if len(lines) > n {
-			lines = lines[len(lines)-n:]
-		}
-		fmt.Fprintf(&b, "==> %s (frr %s) <==\n%s\n", filepath.Base(path), f.instance, strings.Join(lines, "\n"))
 	}
 	return b.String()
+}
+
+// tailFile returns the last n lines of a file, or "" if it is empty or unreadable.
+func tailFile(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil || len(data) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

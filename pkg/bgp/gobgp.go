@@ -248,6 +248,27 @@ func (a *GoBGP) Status(ctx context.Context) ([]PeerStatus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list peers: %w", err)
 	}
+	// Accepted routes are the Loc-RIB paths learned from the peer: that
+	// leaves out both what the import policy refused and what GoBGP
+	// dropped for an AS loop (which its filtered listing does not flag).
+	accepted := map[netip.Addr][]netip.Prefix{}
+	for _, fam := range []bgp.Family{bgp.RF_IPv4_UC, bgp.RF_IPv6_UC} {
+		err := a.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: fam},
+			func(nlri bgp.NLRI, paths []*apiutil.Path) {
+				pfx, ok := nlriPrefix(nlri)
+				if !ok {
+					return
+				}
+				for _, p := range paths {
+					if !p.Withdrawal && p.PeerAddress.IsValid() {
+						accepted[p.PeerAddress] = append(accepted[p.PeerAddress], pfx)
+					}
+				}
+			})
+		if err != nil {
+			return nil, fmt.Errorf("list RIB: %w", err)
+		}
+	}
 	for i := range out {
 		st := &out[i]
 		if st.State != StateEstablished {
@@ -257,11 +278,20 @@ func (a *GoBGP) Status(ctx context.Context) ([]PeerStatus, error) {
 		if st.Address.Is6() {
 			fam = bgp.RF_IPv6_UC
 		}
-		var errs []error
-		st.Announced, _, errs = a.listAdj(st.Address, fam, api.TableType_TABLE_TYPE_ADJ_OUT, errs)
-		st.Received, st.Rejected, errs = a.listAdj(st.Address, fam, api.TableType_TABLE_TYPE_ADJ_IN, errs)
-		if err := errors.Join(errs...); err != nil {
+		announced, err := a.listAdj(st.Address, fam, api.TableType_TABLE_TYPE_ADJ_OUT)
+		if err != nil {
 			return nil, fmt.Errorf("peer %s: %w", st.Name, err)
+		}
+		received, err := a.listAdj(st.Address, fam, api.TableType_TABLE_TYPE_ADJ_IN)
+		if err != nil {
+			return nil, fmt.Errorf("peer %s: %w", st.Name, err)
+		}
+		st.Announced = announced
+		st.Received = sortedUnique(accepted[st.Address])
+		for _, p := range received {
+			if _, ok := slices.BinarySearchFunc(st.Received, p, comparePrefix); !ok {
+				st.Rejected = append(st.Rejected, p)
+			}
 		}
 	}
 	slices.SortFunc(out, func(x, y PeerStatus) int {
@@ -286,32 +316,28 @@ func cmpString(a, b string) int {
 	return 0
 }
 
-func (a *GoBGP) listAdj(addr netip.Addr, fam bgp.Family, tt api.TableType, errs []error) (ok, filtered []netip.Prefix, _ []error) {
-	err := a.s.ListPath(apiutil.ListPathRequest{
-		TableType: tt, Name: addr.String(), Family: fam, EnableFiltered: tt == api.TableType_TABLE_TYPE_ADJ_IN,
-	}, func(nlri bgp.NLRI, paths []*apiutil.Path) {
-		pfx, good := nlriPrefix(nlri)
-		if !good {
-			return
-		}
-		for _, p := range paths {
-			if p.Withdrawal {
-				continue
+// listAdj lists the prefixes of a peer's Adj-RIB-In or Adj-RIB-Out.
+func (a *GoBGP) listAdj(addr netip.Addr, fam bgp.Family, tt api.TableType) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	err := a.s.ListPath(apiutil.ListPathRequest{TableType: tt, Name: addr.String(), Family: fam},
+		func(nlri bgp.NLRI, paths []*apiutil.Path) {
+			pfx, ok := nlriPrefix(nlri)
+			if !ok {
+				return
 			}
-			if p.Filtered {
-				filtered = append(filtered, pfx)
-			} else {
-				ok = append(ok, pfx)
+			for _, p := range paths {
+				if !p.Withdrawal {
+					out = append(out, pfx)
+					return
+				}
 			}
-			return
-		}
-	})
-	if err != nil {
-		errs = append(errs, err)
-	}
-	slices.SortFunc(ok, comparePrefix)
-	slices.SortFunc(filtered, comparePrefix)
-	return ok, filtered, errs
+		})
+	return sortedUnique(out), err
+}
+
+func sortedUnique(l []netip.Prefix) []netip.Prefix {
+	slices.SortFunc(l, comparePrefix)
+	return slices.Compact(l)
 }
 
 func nlriPrefix(n bgp.NLRI) (netip.Prefix, bool) {

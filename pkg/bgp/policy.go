@@ -158,8 +158,16 @@ func (a *GoBGP) policyRequest() *api.SetPoliciesRequest {
 // applyPolicies installs the policy for the current peers, then makes the
 // established sessions re-evaluate what they hold and sent. Caller holds a.mu.
 func (a *GoBGP) applyPolicies(ctx context.Context) error {
-	if err := a.s.SetPolicies(ctx, a.policyRequest()); err != nil {
+	req := a.policyRequest()
+	if err := a.s.SetPolicies(ctx, req); err != nil {
 		return fmt.Errorf("install BGP policy: %w", err)
+	}
+	// SetPolicies keeps the assignments it finds and ignores the ones in
+	// the request: assign explicitly, or the default stays accept.
+	for _, as := range req.Assignments {
+		if err := a.s.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: as}); err != nil {
+			return fmt.Errorf("assign BGP %s policy: %w", as.Direction, err)
+		}
 	}
 	if len(a.peers) == 0 {
 		return nil

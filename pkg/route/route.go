@@ -331,8 +331,11 @@ func normalizeRoute(r Route) (Route, error) {
 			return Route{}, errors.New("invalid next hop")
 		case nh.Is4() != is4:
 			return Route{}, fmt.Errorf("next hop %s is not of the prefix's address family", nh)
-		case nh.Zone() != "" || nh.IsLinkLocalUnicast():
-			return Route{}, fmt.Errorf("link-local next hop %s needs a device, which is not supported", nh)
+		case nh.Zone() != "" || (nh.Is6() && nh.IsLinkLocalUnicast()):
+			// IPv4 link-local (169.254/16, the usual tunnel inside
+			// addresses) resolves through the connected route of the
+			// tunnel's subnet; IPv6 link-local needs a device.
+			return Route{}, fmt.Errorf("IPv6 link-local next hop %s needs a device, which is not supported", nh)
 		case nh.IsUnspecified() || nh.IsMulticast() || nh.IsLoopback():
 			return Route{}, fmt.Errorf("next hop %s is not a unicast gateway address", nh)
 		}

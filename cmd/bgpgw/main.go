@@ -1,0 +1,252 @@
+// Command bgpgw is the highly available VPN gateway daemon and its CLI:
+// run, validate, status, drain, undrain and version.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bgpgw/bgpgw/pkg/api"
+	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/daemon"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitError  = 1
+	exitConfig = 2
+)
+
+// exitError carries an exit code through cobra.
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e codedError) Error() string { return e.err.Error() }
+func (e codedError) Unwrap() error { return e.err }
+
+func main() {
+	os.Exit(execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// execute runs the CLI and returns the process exit code.
+func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := newRootCmd(stdout, stderr)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "bgpgw:", err)
+	var ce codedError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	return exitError
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "bgpgw",
+		Short:         "Highly available VPN gateway: IPsec tunnels with an embedded BGP speaker",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	var socket, cfgPath string
+	socketFlag := func(c *cobra.Command) {
+		c.Flags().StringVar(&socket, "socket", config.DefaultSocket, "API socket of the running daemon")
+		c.Flags().StringVar(&cfgPath, "config", "", "read the API socket path from this configuration file")
+	}
+	client := func() (*api.Client, error) {
+		if cfgPath != "" {
+			c, err := config.Load(cfgPath)
+			if err != nil {
+				return nil, codedError{exitConfig, fmt.Errorf("%s:\n%w", cfgPath, err)}
+			}
+			socket = c.API.Socket
+		}
+		return api.NewClient(socket), nil
+	}
+
+	run := &cobra.Command{
+		Use:   "run --config FILE",
+		Short: "Run the daemon",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runDaemon(c.Context(), cfgPath, stderr, c)
+		},
+	}
+	run.Flags().StringVar(&cfgPath, "config", "", "configuration file (required)")
+	run.Flags().String("log-format", "text", "log format: text or json")
+	run.Flags().String("log-level", "info", "log level: debug, info, warn or error")
+	_ = run.MarkFlagRequired("config")
+
+	validate := &cobra.Command{
+		Use:   "validate --config FILE",
+		Short: "Check a configuration file; exit 2 naming each bad key",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				return codedError{exitConfig, fmt.Errorf("%s:\n%w", cfgPath, err)}
+			}
+			fmt.Fprintf(stdout, "%s: valid (instance %s, %s, %d tunnels, %d cloud peers)\n",
+				cfgPath, cfg.Instance.Name, cfg.Instance.Mode, len(cfg.Tunnels), len(cfg.CloudPeers))
+			return nil
+		},
+	}
+	validate.Flags().StringVar(&cfgPath, "config", "", "configuration file (required)")
+	_ = validate.MarkFlagRequired("config")
+
+	var asJSON bool
+	status := &cobra.Command{
+		Use:   "status [--json]",
+		Short: "Show the running daemon's sessions, announcements and routes",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := client()
+			if err != nil {
+				return err
+			}
+			st, err := cl.Status(c.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			printStatus(stdout, st)
+			return nil
+		},
+	}
+	socketFlag(status)
+	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+
+	drain := &cobra.Command{
+		Use:   "drain",
+		Short: "Move traffic away from this instance before maintenance",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := client()
+			if err != nil {
+				return err
+			}
+			if err := cl.Drain(c.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "drained")
+			return nil
+		},
+	}
+	socketFlag(drain)
+	undrain := &cobra.Command{
+		Use:   "undrain",
+		Short: "Attract traffic again after maintenance",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := client()
+			if err != nil {
+				return err
+			}
+			if err := cl.Undrain(c.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "undrained")
+			return nil
+		},
+	}
+	socketFlag(undrain)
+
+	ver := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, "bgpgw", version) },
+	}
+	root.AddCommand(run, validate, status, drain, undrain, ver)
+	return root
+}
+
+func runDaemon(ctx context.Context, path string, stderr io.Writer, c *cobra.Command) error {
+	format, _ := c.Flags().GetString("log-format")
+	levelName, _ := c.Flags().GetString("log-level")
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(levelName)); err != nil {
+		return codedError{exitConfig, fmt.Errorf("--log-level %q: want debug, info, warn or error", levelName)}
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch format {
+	case "text":
+		h = slog.NewTextHandler(stderr, hopts)
+	case "json":
+		h = slog.NewJSONHandler(stderr, hopts)
+	default:
+		return codedError{exitConfig, fmt.Errorf("--log-format %q: want text or json", format)}
+	}
+	log := slog.New(h)
+
+	cfg, err := config.Load(path)
+	if err != nil {
+		return codedError{exitConfig, fmt.Errorf("%s:\n%w", path, err)}
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err = daemon.Run(ctx, cfg, daemon.Options{Logger: log})
+	if errors.Is(err, daemon.ErrConfig) {
+		return codedError{exitConfig, err}
+	}
+	return err
+}
+
+func printStatus(w io.Writer, st api.Status) {
+	fmt.Fprintf(w, "instance %s  mode %s", st.Instance.Name, st.Instance.Mode)
+	if st.Instance.Role != "" {
+		fmt.Fprintf(w, "  role %s", st.Instance.Role)
+	}
+	if st.Drained {
+		fmt.Fprint(w, "  DRAINED")
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tKIND\tADDRESS\tAS\tSTATE\tUPTIME\tSENT\tACCEPTED\tREJECTED\tLAST ERROR")
+	for _, p := range st.Peers {
+		up := "-"
+		if p.EstablishedSince != nil {
+			up = time.Duration(p.UptimeSeconds * float64(time.Second)).Truncate(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Name, p.Kind, p.Address, p.PeerASN, p.State, up,
+			len(p.Announced), len(p.Received), len(p.Rejected), p.LastError)
+	}
+	_ = tw.Flush()
+	if len(st.Routes) > 0 {
+		fmt.Fprintln(w, "kernel routes:")
+		for _, r := range st.Routes {
+			fmt.Fprintf(w, "  %s via %s\n", r.Prefix, strings.Join(r.NextHops, ", "))
+		}
+	}
+	for _, e := range st.Errors {
+		fmt.Fprintln(w, "error:", e)
+	}
+}

@@ -1,0 +1,212 @@
+// Package api is the local control interface of a running bgpgw: HTTP over
+// a unix socket (mode 0600), with a server the daemon runs and a client the
+// CLI uses. Endpoints: GET /v1/status, POST /v1/drain, POST /v1/undrain.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Status is what `bgpgw status --json` prints. Its fields are a contract:
+// add fields, do not rename or remove them.
+type Status struct {
+	Instance Instance `json:"instance"`
+	Drained  bool     `json:"drained"`
+	Peers    []Peer   `json:"peers"`
+	Routes   []Route  `json:"routes"`
+	Errors   []string `json:"errors,omitempty"`
+}
+
+// Instance identifies the gateway instance.
+type Instance struct {
+	Name string `json:"name"`
+	Mode string `json:"mode"`
+	Role string `json:"role,omitempty"`
+}
+
+// Peer is one BGP session.
+type Peer struct {
+	Name             string     `json:"name"`
+	Kind             string     `json:"kind"` // tunnel or cloud
+	Address          string     `json:"address"`
+	PeerASN          uint32     `json:"peer_asn"`
+	State            string     `json:"state"`
+	AdminDown        bool       `json:"admin_down,omitempty"`
+	EstablishedSince *time.Time `json:"established_since,omitempty"`
+	UptimeSeconds    float64    `json:"uptime_seconds"`
+	LastError        string     `json:"last_error,omitempty"`
+	Announced        []string   `json:"announced"`
+	Received         []string   `json:"received"`
+	Rejected         []string   `json:"rejected"`
+}
+
+// Route is a kernel route bgpgw installed.
+type Route struct {
+	Prefix   string   `json:"prefix"`
+	NextHops []string `json:"next_hops"`
+}
+
+// Backend is what the daemon exposes to the API.
+type Backend interface {
+	Status(ctx context.Context) (Status, error)
+	Drain(ctx context.Context) error
+	Undrain(ctx context.Context) error
+}
+
+// Server serves the API on a unix socket.
+type Server struct {
+	path string
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// Listen creates the socket at path, mode 0600. A stale socket left by a
+// dead daemon is replaced; a socket that answers means another bgpgw runs,
+// and is an error.
+func Listen(path string, b Backend) (*Server, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("api socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("api socket %s: exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("api socket %s: another bgpgw is running", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("api socket %s: remove stale socket: %w", path, err)
+		}
+	}
+	old := syscall.Umask(0o177) // the socket is born 0600: no window where others could connect
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("api socket %s: %w", path, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		st, err := b.Status(r.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(st)
+	})
+	action := func(f func(context.Context) error) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if err := f(r.Context()); err != nil {
+				writeError(w, err)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}
+	mux.HandleFunc("POST /v1/drain", action(b.Drain))
+	mux.HandleFunc("POST /v1/undrain", action(b.Undrain))
+	s := &Server{path: path, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	return s, nil
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	http.Error(w, err.Error(), http.StatusInternalServerError)
+}
+
+// Serve answers requests until Close.
+func (s *Server) Serve() error {
+	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("api: %w", err)
+	}
+	return nil
+}
+
+// Close stops serving, waiting up to 2 s for requests in flight, and
+// removes the socket.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	_ = os.Remove(s.path)
+	return err
+}
+
+// Client talks to a running daemon.
+type Client struct {
+	path string
+	hc   *http.Client
+}
+
+// NewClient returns a client for the socket at path.
+func NewClient(path string) *Client {
+	return &Client{path: path, hc: &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}},
+	}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://bgpgw"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach bgpgw at %s (is it running?): %w", c.path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read reply from %s: %w", c.path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("bgpgw: %s", string(bytesTrim(body)))
+	}
+	return body, nil
+}
+
+func bytesTrim(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// Status fetches the daemon's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	body, err := c.do(ctx, http.MethodGet, "/v1/status")
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, fmt.Errorf("decode status: %w", err)
+	}
+	return st, nil
+}
+
+// Drain asks the daemon to drain.
+func (c *Client) Drain(ctx context.Context) error {
+	_, err := c.do(ctx, http.MethodPost, "/v1/drain")
+	return err
+}
+
+// Undrain asks the daemon to undrain.
+func (c *Client) Undrain(ctx context.Context) error {
+	_, err := c.do(ctx, http.MethodPost, "/v1/undrain")
+	return err
+}
