@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/spf13/viper"
@@ -62,6 +63,9 @@ type Config struct {
 	CloudPeers []CloudPeer
 	API        API
 	Kernel     Kernel
+	// Warnings are problems that do not stop the configuration from
+	// working, such as a secret file readable by everyone.
+	Warnings []string
 }
 
 // Instance names this gateway instance and its place in the pair.
@@ -165,23 +169,41 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(data)
+	return parse(data, &decoder{baseDir: filepath.Dir(path)})
 }
 
-// Parse validates a configuration given as YAML. The error, when not nil,
-// is an Errors listing every problem.
-func Parse(data []byte) (cfg *Config, err error) {
+// Parse validates a configuration given as YAML; relative secret file
+// paths are taken from the current directory. The error, when not nil, is
+// an Errors listing every problem.
+func Parse(data []byte) (*Config, error) {
+	return parse(data, &decoder{})
+}
+
+func parse(data []byte, d *decoder) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 		return nil, Errors{{Msg: fmt.Sprintf("not valid YAML: %v", err)}}
 	}
-	d := &decoder{}
 	c := d.decode(v.AllSettings())
 	if len(d.errs) > 0 {
 		return nil, d.errs
 	}
+	c.Warnings = d.warnings
 	return c, nil
+}
+
+// Keys lists every configuration key path bgpgw reads, with list elements
+// written as "[]" ("tunnels[].inside.local"), sorted.
+func Keys() []string {
+	d := &decoder{seen: map[string]bool{}}
+	d.decode(map[string]any{"tunnels": []any{map[string]any{}}, "cloud_peers": []any{map[string]any{}}})
+	keys := make([]string, 0, len(d.seen))
+	for k := range d.seen {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func (d *decoder) decode(tree map[string]any) *Config {

@@ -100,7 +100,8 @@ func TestParseValid(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	dir := secretsDir(t)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "open"), []byte("x"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "open"), []byte("x"), 0o666))
+	require.NoError(t, os.Chmod(filepath.Join(dir, "open"), 0o666))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "empty"), nil, 0o600))
 	base := fmt.Sprintf(validYAML, dir)
 	rows := []struct {
@@ -124,7 +125,7 @@ func TestParseErrors(t *testing.T) {
 		{"inside local is network address", "local: 169.254.22.1/30", "local: 169.254.22.0/30", "tunnels[1].inside.local", "network address"},
 		{"inside local no length", "local: 169.254.22.1/30", "local: 169.254.22.1", "tunnels[1].inside.local", "ADDRESS/LENGTH"},
 		{"missing PSK file", "psk-b", "psk-missing", "tunnels[1].psk_file", "no such file"},
-		{"PSK file world readable", "psk-b", "open", "tunnels[1].psk_file", "readable by everyone"},
+		{"PSK file world writable", "psk-b", "open", "tunnels[1].psk_file", "writable by everyone"},
 		{"PSK file empty", "psk-b", "empty", "tunnels[1].psk_file", "empty"},
 		{"PSK absent", "    psk_file: " + dir + "/psk-b\n", "", "tunnels[1].psk_file", "required"},
 		{"PSK env unset", "    psk_file: " + dir + "/psk-b\n", "    psk_env: BGPGW_TEST_SURELY_UNSET\n", "tunnels[1].psk_env", "not set"},
@@ -172,6 +173,20 @@ func TestParseErrors(t *testing.T) {
 			assert.NotContains(t, err.Error(), "s3cret")
 		})
 	}
+}
+
+func TestSecretFileWarningsAndRelativePaths(t *testing.T) {
+	dir := secretsDir(t)
+	require.NoError(t, os.Chmod(filepath.Join(dir, "psk-b"), 0o644))
+	yaml := strings.ReplaceAll(fmt.Sprintf(validYAML, dir), dir+"/", "")
+	path := filepath.Join(dir, "gw1.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(yaml), 0o600))
+	c, err := Load(path)
+	require.NoError(t, err, "relative secret paths are taken from the config file's directory")
+	assert.Equal(t, "s3cret-psk-b", c.Tunnels[1].PSK.Reveal())
+	require.Len(t, c.Warnings, 1)
+	assert.Contains(t, c.Warnings[0], "tunnels[1].psk_file: ")
+	assert.Contains(t, c.Warnings[0], "readable by everyone")
 }
 
 func TestParseReportsAllErrors(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,8 +39,17 @@ func (es Errors) Error() string {
 // leaves into typed values and collecting an error, with its key path, for
 // every key that is unknown, missing or malformed.
 type decoder struct {
-	errs  Errors
-	names peerNames
+	errs     Errors
+	warnings []string
+	names    peerNames
+	baseDir  string          // relative secret paths are resolved against it
+	seen     map[string]bool // every key path asked for, list indexes as []
+}
+
+var indexRE = regexp.MustCompile(`\[\d+\]`)
+
+func (d *decoder) warnf(path, format string, args ...any) {
+	d.warnings = append(d.warnings, FieldError{Path: path, Msg: fmt.Sprintf(format, args...)}.Error())
 }
 
 func (d *decoder) errorf(path, format string, args ...any) {
@@ -80,6 +90,9 @@ func (o *obj) key(k string) string { return join(o.path, k) }
 
 func (o *obj) get(k string) (any, bool) {
 	o.used[k] = true
+	if o.d.seen != nil {
+		o.d.seen[indexRE.ReplaceAllString(o.key(k), "[]")] = true
+	}
 	v, ok := o.m[k]
 	if ok && v == nil {
 		return nil, false

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -59,6 +60,9 @@ func (o *obj) secret(base string, required bool) Secret {
 }
 
 func readSecretFile(o *obj, key, path string) Secret {
+	if !filepath.IsAbs(path) && o.d.baseDir != "" {
+		path = filepath.Join(o.d.baseDir, path)
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		o.d.errorf(o.key(key), "cannot read secret file %s: %v", path, errnoText(err))
@@ -68,9 +72,12 @@ func readSecretFile(o *obj, key, path string) Secret {
 		o.d.errorf(o.key(key), "secret file %s is not a regular file", path)
 		return Secret{}
 	}
-	if fi.Mode().Perm()&0o004 != 0 {
-		o.d.errorf(o.key(key), "secret file %s is readable by everyone (mode %04o); chmod 600 it", path, fi.Mode().Perm())
+	if fi.Mode().Perm()&0o002 != 0 {
+		o.d.errorf(o.key(key), "secret file %s is writable by everyone (mode %04o); chmod 600 it", path, fi.Mode().Perm())
 		return Secret{}
+	}
+	if fi.Mode().Perm()&0o004 != 0 {
+		o.d.warnf(o.key(key), "secret file %s is readable by everyone (mode %04o); chmod 600 it", path, fi.Mode().Perm())
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
