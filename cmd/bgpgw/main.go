@@ -109,6 +109,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return codedError{exitConfig, fmt.Errorf("%s:\n%w", cfgPath, err)}
 			}
+			for _, w := range cfg.Warnings {
+				fmt.Fprintf(stderr, "%s: warning: %s\n", cfgPath, w)
+			}
 			fmt.Fprintf(stdout, "%s: valid (instance %s, %s, %d tunnels, %d cloud peers)\n",
 				cfgPath, cfg.Instance.Name, cfg.Instance.Mode, len(cfg.Tunnels), len(cfg.CloudPeers))
 			return nil
@@ -210,6 +213,9 @@ func runDaemon(ctx context.Context, path string, stderr io.Writer, c *cobra.Comm
 	cfg, err := config.Load(path)
 	if err != nil {
 		return codedError{exitConfig, fmt.Errorf("%s:\n%w", path, err)}
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration", "warning", w)
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

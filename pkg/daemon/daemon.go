@@ -62,6 +62,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if cfg.IPsec.Mode != config.IPsecNone {
 		return fmt.Errorf("%w: ipsec.mode %q: tunnel management is not available in this version; use ipsec.mode: none with tunnels managed outside bgpgw", ErrConfig, cfg.IPsec.Mode)
 	}
+	// The API socket is also the instance lock: take it before touching
+	// routes or sessions, so a second bgpgw on the same socket never
+	// flushes the routes of the one already running.
+	d := &Daemon{cfg: cfg, log: log, wake: make(chan struct{}, 1)}
+	srv, err := api.Listen(cfg.API.Socket, d)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = srv.Close() }()
+
 	routes, err := route.New(route.Options{Table: cfg.Kernel.Table, Protocol: cfg.Kernel.Protocol, Netns: opts.RouteNetns, Logger: log})
 	if err != nil {
 		return fmt.Errorf("route installer: %w", err)
@@ -85,16 +95,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	defer speaker.Close()
-
-	d := &Daemon{cfg: cfg, log: log, speaker: speaker, routes: routes, wake: make(chan struct{}, 1)}
+	d.speaker, d.routes = speaker, routes
 	if err := speaker.SetPeers(ctx, peers(cfg)); err != nil {
 		return fmt.Errorf("configure BGP sessions: %w", err)
 	}
 
-	srv, err := api.Listen(cfg.API.Socket, d)
-	if err != nil {
-		return err
-	}
 	log.Info("bgpgw running", "instance", cfg.Instance.Name, "mode", cfg.Instance.Mode, "role", cfg.Instance.Role,
 		"tunnels", len(cfg.Tunnels), "cloud_peers", len(cfg.CloudPeers), "api", cfg.API.Socket)
 
@@ -104,6 +109,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		defer func() { _ = srv.Close() }()
 		return d.loop(gctx)
 	})
+	// Until Serve runs, connections wait in the socket's backlog.
 	err = g.Wait()
 	log.Info("bgpgw stopping", "instance", cfg.Instance.Name)
 	return err

@@ -1,0 +1,46 @@
+# bgpgw: `make demo` runs the lab demo, `make test` runs every test.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+FUZZTIME ?= 60s
+
+.PHONY: all build deps lint test unit integration demo fuzz clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/bgpgw ./cmd/bgpgw
+
+# Debian packages for the lab (FRR, strongSwan, iproute2, nftables).
+deps:
+	./scripts/install-deps.sh
+	$(GO) mod download
+
+lint:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Every test: unit tests, the in-process daemon tests (private netns) and the
+# integration tests with real FRR in network namespaces. Needs root; tests
+# that cannot run fail, they never skip.
+test: deps lint
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+unit:
+	$(GO) test -race -count=1 ./pkg/...
+
+integration: deps
+	$(GO) test -race -count=1 -timeout 20m ./test/... ./internal/... ./cmd/...
+
+# Two bgpgw instances and an on-prem FRR router in namespaces; prints FRR's
+# routes and `bgpgw status`, then tears everything down.
+demo: deps
+	$(GO) run ./test/demo
+
+fuzz:
+	$(GO) test -run XXX -fuzz 'FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/config/
+	$(GO) test -run XXX -fuzz 'FuzzParsePrefixRange$$' -fuzztime $(FUZZTIME) ./pkg/config/
+
+clean:
+	rm -rf bin

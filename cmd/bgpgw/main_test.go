@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/bgpgw/bgpgw/pkg/api"
+)
+
+// TestMain runs the tests in a private network namespace (only lo), so the
+// daemon started in-process binds, connects and touches routes nowhere
+// but there. It re-executes the test binary under `unshare --net`.
+func TestMain(m *testing.M) {
+	if os.Getenv("BGPGW_TEST_PRIVATE_NETNS") == "" {
+		if os.Geteuid() != 0 {
+			fmt.Fprintln(os.Stderr, "cmd/bgpgw tests need root: they run the daemon in a private network namespace")
+			os.Exit(1)
+		}
+		cmd := exec.Command("unshare", append([]string{"--net", "--", os.Args[0]}, os.Args[1:]...)...)
+		cmd.Env = append(os.Environ(), "BGPGW_TEST_PRIVATE_NETNS=1")
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			if ee, ok := err.(*exec.ExitError); ok {
+				os.Exit(ee.ExitCode())
+			}
+			fmt.Fprintln(os.Stderr, "cannot run tests in a private network namespace:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "ip link set lo up: %v: %s\n", err, out)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+const lifecycleConfig = `
+instance: {name: life1, mode: active-standby, role: standby}
+bgp: {asn: 65515, router_id: 192.0.2.1, listen_port: %d, listen_addresses: [127.0.0.1]}
+announce: [10.10.0.0/16]
+ipsec: {mode: %s}
+tunnels:
+  - name: t1
+    inside: {local: 127.0.0.1/8, remote: 127.0.0.2}
+    peer_asn: 65010
+    accept: [10.1.0.0/16]
+api: {socket: %s}
+kernel: {table: 4242, protocol: 250}
+`
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func writeConfig(t *testing.T, mode string) (path, socket string) {
+	t.Helper()
+	dir := t.TempDir()
+	socket = filepath.Join(dir, "run", "bgpgw.sock")
+	path = filepath.Join(dir, "bgpgw.yaml")
+	require.NoError(t, os.WriteFile(path, fmt.Appendf(nil, lifecycleConfig, freePort(t), mode, socket), 0o600))
+	return path, socket
+}
+
+// syncBuffer is a bytes.Buffer safe for the daemon's log writes and the test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRunLifecycle(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	path, socket := writeConfig(t, "none")
+	var stdout, logs syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- execute(context.Background(), []string{"run", "--config", path}, &stdout, &logs) }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := api.NewClient(socket)
+	var st api.Status
+	for {
+		var err error
+		if st, err = client.Status(ctx); err == nil {
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("run exited with %d before answering:\n%s", code, logs.String())
+		case <-ctx.Done():
+			t.Fatalf("API never answered: %v\n%s", err, logs.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	assert.Equal(t, api.Instance{Name: "life1", Mode: "active-standby", Role: "standby"}, st.Instance)
+	require.Len(t, st.Peers, 1)
+	assert.Equal(t, "t1", st.Peers[0].Name)
+	assert.NotEqual(t, "established", st.Peers[0].State)
+
+	fi, err := os.Stat(socket)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "API socket mode")
+
+	// A second daemon on the same socket refuses to start.
+	var out2, err2 bytes.Buffer
+	assert.Equal(t, exitError, execute(ctx, []string{"run", "--config", path}, &out2, &err2))
+	assert.Contains(t, err2.String(), "another bgpgw is running")
+
+	// drain and undrain through the CLI.
+	var out bytes.Buffer
+	require.Equal(t, exitOK, execute(ctx, []string{"drain", "--socket", socket}, &out, &out), out.String())
+	st, err = client.Status(ctx)
+	require.NoError(t, err)
+	assert.True(t, st.Drained)
+	require.Equal(t, exitOK, execute(ctx, []string{"undrain", "--config", path}, &out, &out), out.String())
+	st, err = client.Status(ctx)
+	require.NoError(t, err)
+	assert.False(t, st.Drained)
+
+	out.Reset()
+	require.Equal(t, exitOK, execute(ctx, []string{"status", "--socket", socket}, &out, &out))
+	assert.Contains(t, out.String(), "instance life1")
+	assert.Contains(t, out.String(), "t1")
+
+	// SIGTERM: run returns 0, the socket is gone.
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
+	select {
+	case code := <-done:
+		assert.Equal(t, exitOK, code, logs.String())
+	case <-ctx.Done():
+		t.Fatalf("run did not exit after SIGTERM:\n%s", logs.String())
+	}
+	_, err = os.Stat(socket)
+	assert.True(t, os.IsNotExist(err), "socket left behind")
+	assert.Contains(t, logs.String(), "bgpgw stopping")
+}
+
+func TestExitCodes(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	good, socket := writeConfig(t, "none")
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("instance: {name: x, mode: sideways}\nbgp: {asn: 0}\n"), 0o600))
+	xfrm := filepath.Join(t.TempDir(), "xfrm.yaml")
+	require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(xfrm), "psk"), []byte("k"), 0o600))
+	require.NoError(t, os.WriteFile(xfrm, []byte(`
+instance: {name: x1, mode: active-active}
+bgp: {asn: 65515, router_id: 192.0.2.1}
+announce: [10.10.0.0/16]
+ipsec: {mode: xfrm}
+tunnels:
+  - {name: t1, local_address: 203.0.113.1, remote_address: 198.51.100.1, psk_file: psk,
+     ike_proposals: [aes256gcm16-prfsha384-ecp384], esp_proposals: [aes256gcm16-ecp384],
+     inside: {local: 169.254.21.1/30, remote: 169.254.21.2}, peer_asn: 65010}
+api: {socket: `+socket+`.x}
+`), 0o600))
+
+	rows := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"validate", "--config", good}, exitOK, "valid"},
+		{[]string{"validate", "--config", bad}, exitConfig, "instance.mode"},
+		{[]string{"validate", "--config", bad}, exitConfig, "bgp.asn"},
+		{[]string{"validate", "--config", bad}, exitConfig, "tunnels: list at least one tunnel"},
+		{[]string{"validate", "--config", "/nonexistent.yaml"}, exitConfig, "no such file"},
+		{[]string{"run", "--config", bad}, exitConfig, "instance.mode"},
+		{[]string{"run", "--config", xfrm}, exitConfig, "tunnel management is not available"},
+		{[]string{"status", "--socket", socket}, exitError, "is it running?"},
+		{[]string{"validate"}, exitError, "required flag"},
+		{[]string{"version"}, exitOK, "bgpgw"},
+	}
+	for _, r := range rows {
+		var out bytes.Buffer
+		code := execute(context.Background(), r.args, &out, &out)
+		assert.Equal(t, r.code, code, "%v: %s", r.args, out.String())
+		assert.Contains(t, out.String(), r.want, strings.Join(r.args, " "))
+	}
+}
