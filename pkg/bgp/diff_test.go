@@ -1,0 +1,141 @@
+package bgp
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	pA = netip.MustParsePrefix("10.10.0.0/16")
+	pB = netip.MustParsePrefix("10.20.0.0/24")
+)
+
+func TestDiffNewPrefixJoinsSetsBeforeUpsert(t *testing.T) {
+	want, conflicts := buildRIB(map[string][]Announcement{"t1": {{Prefix: pA}}, "t2": {{Prefix: pA}}})
+	require.Empty(t, conflicts)
+	p := diff(map[netip.Prefix]*ribEntry{}, want)
+	assert.Equal(t, []Announcement{{Prefix: pA}}, p.upserts)
+	assert.Equal(t, map[string][]netip.Prefix{"t1": {pA}, "t2": {pA}}, p.listAdd)
+	assert.Empty(t, p.refresh, "a new path reaches the peers through its own UPDATE")
+	assert.Empty(t, p.deletes)
+}
+
+func TestDiffWithdrawFromOnePeerRefreshesIt(t *testing.T) {
+	cur, _ := buildRIB(map[string][]Announcement{"t1": {{Prefix: pA}}, "t2": {{Prefix: pA}}})
+	want, _ := buildRIB(map[string][]Announcement{"t2": {{Prefix: pA}}})
+	p := diff(cur, want)
+	assert.Empty(t, p.upserts)
+	assert.Empty(t, p.deletes, "t2 still wants the path")
+	assert.Equal(t, map[string][]netip.Prefix{"t1": {pA}}, p.listDel)
+	assert.Equal(t, []string{"t1"}, p.refresh)
+}
+
+func TestDiffWithdrawFromAllDeletesPath(t *testing.T) {
+	cur, _ := buildRIB(map[string][]Announcement{"t1": {{Prefix: pA}, {Prefix: pB}}, "t2": {{Prefix: pA}}})
+	want, _ := buildRIB(map[string][]Announcement{"t1": {{Prefix: pB}}})
+	p := diff(cur, want)
+	assert.Equal(t, []netip.Prefix{pA}, p.deletes)
+	assert.Equal(t, map[string][]netip.Prefix{"t1": {pA}, "t2": {pA}}, p.listDel)
+	assert.Empty(t, p.refresh, "the DeletePath withdrawal reaches every peer")
+}
+
+func TestDiffAttributeChangeIsOneUpsert(t *testing.T) {
+	cur, _ := buildRIB(map[string][]Announcement{"t1": {{Prefix: pA}}, "t2": {{Prefix: pA}}})
+	drained := Announcement{Prefix: pA, Prepend: 3, Communities: []uint32{CommunityGracefulShutdown}}
+	want, _ := buildRIB(map[string][]Announcement{"t1": {drained}, "t2": {drained}})
+	p := diff(cur, want)
+	assert.Equal(t, []Announcement{drained}, p.upserts)
+	assert.Empty(t, p.listAdd)
+	assert.Empty(t, p.listDel)
+	assert.Empty(t, p.refresh)
+}
+
+func TestConflictingAttributesReported(t *testing.T) {
+	_, conflicts := buildRIB(map[string][]Announcement{"t1": {{Prefix: pA}}, "t2": {{Prefix: pA, MED: 5, HasMED: true}}})
+	require.Len(t, conflicts, 1)
+	assert.Equal(t, [2]string{"t1", "t2"}, conflicts[0].peers)
+}
+
+// TestDiffConverges applies random desired states in sequence and checks
+// that applying each plan to a model of the speaker reaches exactly the
+// desired state, and that a second diff is empty.
+func TestDiffConverges(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	peers := []string{"t1", "t2", "rr"}
+	prefixes := []netip.Prefix{pA, pB, netip.MustParsePrefix("10.30.0.0/16"), netip.MustParsePrefix("2001:db8::/32")}
+	cur := map[netip.Prefix]*ribEntry{}
+	for step := 0; step < 500; step++ {
+		attrs := Announcement{Prepend: rng.IntN(2)}
+		desired := map[string][]Announcement{}
+		for _, peer := range peers {
+			for _, pfx := range prefixes {
+				if rng.IntN(2) == 0 {
+					a := attrs
+					a.Prefix = pfx
+					desired[peer] = append(desired[peer], a)
+				}
+			}
+		}
+		want, conflicts := buildRIB(desired)
+		require.Empty(t, conflicts)
+		p := diff(cur, want)
+		next := apply(cur, p)
+		require.Equal(t, model(want), model(next), "step %d", step)
+		again := diff(next, want)
+		require.Empty(t, again.upserts, "step %d", step)
+		require.Empty(t, again.deletes, "step %d", step)
+		require.Empty(t, again.listAdd, "step %d", step)
+		require.Empty(t, again.listDel, "step %d", step)
+		require.Empty(t, again.refresh, "step %d", step)
+		cur = want
+	}
+}
+
+// apply models the speaker: the RIB paths and each peer's export set.
+func apply(cur map[netip.Prefix]*ribEntry, p plan) map[netip.Prefix]*ribEntry {
+	out := map[netip.Prefix]*ribEntry{}
+	for pfx, e := range cur {
+		peers := map[string]bool{}
+		for peer := range e.peers {
+			peers[peer] = true
+		}
+		out[pfx] = &ribEntry{ann: e.ann, peers: peers}
+	}
+	for peer, l := range p.listAdd {
+		for _, pfx := range l {
+			if out[pfx] == nil {
+				out[pfx] = &ribEntry{peers: map[string]bool{}}
+			}
+			out[pfx].peers[peer] = true
+		}
+	}
+	for _, a := range p.upserts {
+		out[a.Prefix].ann = a
+	}
+	for peer, l := range p.listDel {
+		for _, pfx := range l {
+			delete(out[pfx].peers, peer)
+		}
+	}
+	for _, pfx := range p.deletes {
+		delete(out, pfx)
+	}
+	return out
+}
+
+func model(rib map[netip.Prefix]*ribEntry) map[string]map[netip.Prefix]Announcement {
+	m := map[string]map[netip.Prefix]Announcement{}
+	for pfx, e := range rib {
+		for peer := range e.peers {
+			if m[peer] == nil {
+				m[peer] = map[netip.Prefix]Announcement{}
+			}
+			m[peer][pfx] = e.ann
+		}
+	}
+	return m
+}
