@@ -146,40 +146,28 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	socketFlag(status)
 	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
-	drain := &cobra.Command{
-		Use:   "drain",
-		Short: "Move traffic away from this instance before maintenance",
-		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := client()
-			if err != nil {
-				return err
-			}
-			if err := cl.Drain(c.Context()); err != nil {
-				return err
-			}
-			fmt.Fprintln(stdout, "drained")
-			return nil
-		},
+	action := func(use, short, done string, f func(*api.Client, context.Context) error) *cobra.Command {
+		c := &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.NoArgs,
+			RunE: func(c *cobra.Command, _ []string) error {
+				cl, err := client()
+				if err != nil {
+					return err
+				}
+				if err := f(cl, c.Context()); err != nil {
+					return err
+				}
+				fmt.Fprintln(stdout, done)
+				return nil
+			},
+		}
+		socketFlag(c)
+		return c
 	}
-	socketFlag(drain)
-	undrain := &cobra.Command{
-		Use:   "undrain",
-		Short: "Attract traffic again after maintenance",
-		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := client()
-			if err != nil {
-				return err
-			}
-			if err := cl.Undrain(c.Context()); err != nil {
-				return err
-			}
-			fmt.Fprintln(stdout, "undrained")
-			return nil
-		},
-	}
-	socketFlag(undrain)
+	drain := action("drain", "Move traffic away from this instance before maintenance", "drained", (*api.Client).Drain)
+	undrain := action("undrain", "Attract traffic again after maintenance", "undrained", (*api.Client).Undrain)
 
 	ver := &cobra.Command{
 		Use:   "version",

@@ -107,10 +107,7 @@ func (d *decoder) tunnel(o *obj, c *Config) Tunnel {
 	if n, ok := o.integer("max_prefixes", false, 1, 10_000_000); ok {
 		t.MaxPrefixes = uint32(n)
 	}
-	t.Password = o.secret("password", false)
-	if t.Password.IsSet() && len(t.Password.Reveal()) > 80 {
-		d.errorf(o.key("password_file"), "TCP-MD5 keys are at most 80 bytes")
-	}
+	t.Password = d.md5Password(o)
 	t.BFD = d.bfd(o.child("bfd"))
 	return t
 }
@@ -149,12 +146,19 @@ func (d *decoder) cloudPeer(o *obj, c *Config) CloudPeer {
 	if n, ok := o.integer("multihop", false, 1, 255); ok {
 		p.Multihop = int(n)
 	}
-	p.Password = o.secret("password", false)
-	if p.Password.IsSet() && len(p.Password.Reveal()) > 80 {
-		d.errorf(o.key("password_file"), "TCP-MD5 keys are at most 80 bytes")
-	}
+	p.Password = d.md5Password(o)
 	p.BFD = d.bfd(o.child("bfd"))
 	return p
+}
+
+// md5Password reads a session's optional TCP-MD5 key (RFC 2385: at most 80 bytes).
+func (d *decoder) md5Password(o *obj) Secret {
+	s := o.secret("password", false)
+	if s.IsSet() && len(s.Reveal()) > 80 {
+		d.errorf(o.key("password_file"), "TCP-MD5 keys are at most 80 bytes")
+		return Secret{}
+	}
+	return s
 }
 
 // PeerNames lists every BGP peer name: tunnels first, then cloud peers.
