@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,36 +17,14 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/bgpgw/bgpgw/internal/lab"
 	"github.com/bgpgw/bgpgw/pkg/api"
 )
 
 // TestMain runs the tests in a private network namespace (only lo), so the
-// daemon started in-process binds, connects and touches routes nowhere
-// but there. It re-executes the test binary under `unshare --net`.
-func TestMain(m *testing.M) {
-	if os.Getenv("BGPGW_TEST_PRIVATE_NETNS") == "" {
-		if os.Geteuid() != 0 {
-			fmt.Fprintln(os.Stderr, "cmd/bgpgw tests need root: they run the daemon in a private network namespace")
-			os.Exit(1)
-		}
-		cmd := exec.Command("unshare", append([]string{"--net", "--", os.Args[0]}, os.Args[1:]...)...)
-		cmd.Env = append(os.Environ(), "BGPGW_TEST_PRIVATE_NETNS=1")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			if ee, ok := err.(*exec.ExitError); ok {
-				os.Exit(ee.ExitCode())
-			}
-			fmt.Fprintln(os.Stderr, "cannot run tests in a private network namespace:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "ip link set lo up: %v: %s\n", err, out)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+// daemon started in-process binds, connects and touches routes nowhere but
+// there.
+func TestMain(m *testing.M) { lab.RunInPrivateNetns(m) }
 
 const lifecycleConfig = `
 instance: {name: life1, mode: active-standby, role: standby}

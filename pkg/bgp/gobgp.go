@@ -182,6 +182,9 @@ func apiPeer(p PeerConfig) *api.Peer {
 	if p.LocalAddress.IsValid() {
 		ap.Transport.LocalAddress = p.LocalAddress.String()
 	}
+	if p.Port != 0 {
+		ap.Transport.RemotePort = uint32(p.Port)
+	}
 	if p.MultihopTTL > 1 {
 		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.MultihopTTL)}
 	} else {

@@ -51,6 +51,7 @@ type PeerConfig struct {
 	Kind         PeerKind
 	Address      netip.Addr
 	LocalAddress netip.Addr // optional
+	Port         int        // the peer's TCP port; 0: 179
 	PeerASN      uint32
 	Password     string // TCP-MD5 key; never logged
 	Accept       []PrefixRange
@@ -66,7 +67,7 @@ type PeerConfig struct {
 // Equal reports whether two peer configurations are the same session.
 func (p PeerConfig) Equal(o PeerConfig) bool {
 	return p.Name == o.Name && p.Kind == o.Kind && p.Address == o.Address &&
-		p.LocalAddress == o.LocalAddress && p.PeerASN == o.PeerASN &&
+		p.LocalAddress == o.LocalAddress && p.Port == o.Port && p.PeerASN == o.PeerASN &&
 		p.Password == o.Password && slices.Equal(p.Accept, o.Accept) &&
 		p.MaxPrefixes == o.MaxPrefixes && p.HoldTime == o.HoldTime &&
 		p.Keepalive == o.Keepalive && p.ConnectRetry == o.ConnectRetry &&

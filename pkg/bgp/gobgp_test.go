@@ -1,0 +1,159 @@
+package bgp
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
+
+	"github.com/bgpgw/bgpgw/internal/lab"
+)
+
+// The tests run in a private network namespace: the speakers listen on
+// 127.0.0.x there and nowhere else.
+func TestMain(m *testing.M) { lab.RunInPrivateNetns(m) }
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// testPeer is a plain GoBGP speaker standing in for an on-prem router.
+type testPeer struct {
+	s    *server.BgpServer
+	addr netip.Addr
+}
+
+func startPeer(t *testing.T, addr string, asn uint32, port int, gw string) *testPeer {
+	t.Helper()
+	s := server.NewBgpServer(server.LoggerOption(slog.New(slog.DiscardHandler), nil))
+	go s.Serve()
+	t.Cleanup(s.Stop)
+	ctx := context.Background()
+	require.NoError(t, s.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn: asn, RouterId: addr, ListenPort: int32(port), ListenAddresses: []string{addr},
+	}}))
+	require.NoError(t, s.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
+		Conf:        &api.PeerConf{NeighborAddress: gw, PeerAsn: 65515},
+		Transport:   &api.Transport{LocalAddress: addr, RemotePort: uint32(port)},
+		Timers:      &api.Timers{Config: &api.TimersConfig{ConnectRetry: 1, HoldTime: 9, KeepaliveInterval: 3}},
+		TtlSecurity: &api.TtlSecurity{Enabled: true, TtlMin: 255},
+	}}))
+	return &testPeer{s: s, addr: netip.MustParseAddr(addr)}
+}
+
+// routes returns what the peer holds from the gateway: prefix -> communities.
+func (p *testPeer) routes(t *testing.T) map[netip.Prefix][]uint32 {
+	out := map[netip.Prefix][]uint32{}
+	err := p.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: bgp.RF_IPv4_UC},
+		func(nlri bgp.NLRI, paths []*apiutil.Path) {
+			pfx, _ := nlriPrefix(nlri)
+			for _, path := range paths {
+				var comms []uint32
+				for _, a := range path.Attrs {
+					if c, ok := a.(*bgp.PathAttributeCommunities); ok {
+						comms = c.Value
+					}
+				}
+				out[pfx] = comms
+			}
+		})
+	require.NoError(t, err)
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+func TestPerPeerAnnouncementsWithRealPeers(t *testing.T) {
+	// Registered first, so it runs after every other cleanup has stopped its speaker.
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	ctx := context.Background()
+	port := freePort(t)
+	a, err := NewGoBGP(ctx, Global{ASN: 65515, RouterID: netip.MustParseAddr("192.0.2.1"), ListenPort: port,
+		ListenAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer a.Close()
+	b := startPeer(t, "127.0.0.2", 65010, port, "127.0.0.1")
+	c := startPeer(t, "127.0.0.3", 65020, port, "127.0.0.1")
+	peer := func(name string, p *testPeer, asn uint32) PeerConfig {
+		return PeerConfig{Name: name, Kind: KindTunnel, Address: p.addr, LocalAddress: netip.MustParseAddr("127.0.0.1"),
+			Port: port, PeerASN: asn, MaxPrefixes: 100, HoldTime: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: time.Second}
+	}
+	require.NoError(t, a.SetPeers(ctx, []PeerConfig{peer("b", b, 65010), peer("c", c, 65020)}))
+	waitFor(t, "both sessions established", func() bool {
+		st, err := a.Status(ctx)
+		return err == nil && len(st) == 2 && st[0].State == StateEstablished && st[1].State == StateEstablished
+	})
+
+	has := func(p *testPeer, want ...netip.Prefix) func() bool {
+		return func() bool {
+			got := p.routes(t)
+			if len(got) != len(want) {
+				return false
+			}
+			for _, w := range want {
+				if _, ok := got[w]; !ok {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	// Different sets per peer.
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pA}, {Prefix: pB}}, "c": {{Prefix: pA}}}))
+	waitFor(t, "b has A and B", has(b, pA, pB))
+	waitFor(t, "c has A only", has(c, pA))
+
+	// Move B from b to c: b gets a withdrawal, c the announcement.
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pA}}, "c": {{Prefix: pA}, {Prefix: pB}}}))
+	waitFor(t, "B withdrawn from b", has(b, pA))
+	waitFor(t, "B announced to c", has(c, pA, pB))
+
+	// New attributes reach every peer that has the prefix.
+	gshut := Announcement{Prefix: pA, Prepend: 2, Communities: []uint32{CommunityGracefulShutdown}}
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {gshut}, "c": {gshut, {Prefix: pB}}}))
+	for _, p := range []*testPeer{b, c} {
+		waitFor(t, "graceful shutdown community", func() bool {
+			return slices.Equal(p.routes(t)[pA], []uint32{CommunityGracefulShutdown})
+		})
+	}
+
+	// Withdraw everything.
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{}))
+	waitFor(t, "b empty", has(b))
+	waitFor(t, "c empty", has(c))
+
+	st, err := a.Status(ctx)
+	require.NoError(t, err)
+	for _, p := range st {
+		assert.Empty(t, p.Announced, p.Name)
+	}
+	// Unknown peers are an error, and change nothing else.
+	assert.ErrorContains(t, a.SetAnnouncements(ctx, map[string][]Announcement{"nope": {{Prefix: pA}}}), "announce to nope: no such peer")
+}
