@@ -142,6 +142,17 @@ func TestRunLifecycle(t *testing.T) {
 	assert.Contains(t, logs.String(), "bgpgw stopping")
 }
 
+func TestValidateShippedExamples(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		var out, errs bytes.Buffer
+		assert.Equal(t, exitOK, execute(context.Background(), []string{"validate", "--config", f}, &out, &errs), "%s: %s", f, errs.String())
+		assert.Contains(t, out.String(), "valid")
+	}
+}
+
 func TestExitCodes(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	good, socket := writeConfig(t, "none")

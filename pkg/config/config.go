@@ -282,7 +282,7 @@ func (d *decoder) bgp(o *obj) BGP {
 		d.errorf(o.key("hold_time"), "%s is below BGP's minimum of 3s (RFC 4271); use BFD for faster detection", b.HoldTime)
 	}
 	holdOK := len(d.errs) == before
-	b.Keepalive = o.duration("keepalive", b.HoldTime/3)
+	b.Keepalive = o.duration("keepalive", max(time.Second, (b.HoldTime/3).Truncate(time.Second)))
 	if holdOK && (b.Keepalive%time.Second != 0 || b.Keepalive >= b.HoldTime) {
 		d.errorf(o.key("keepalive"), "must be whole seconds below hold_time (%s), got %s", b.HoldTime, b.Keepalive)
 	}

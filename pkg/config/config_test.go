@@ -155,6 +155,8 @@ func TestParseErrors(t *testing.T) {
 		{"tunnels not a list", "tunnels:\n", "tunnels: 3\nx_tunnels:\n", "tunnels", "must be a list"},
 		{"duplicate cloud peer", "cloud_peers:\n", "cloud_peers:\n  - {name: rr0, address: 10.10.0.2, peer_asn: 65100}\n", "cloud_peers[1].address", "also cloud_peers[0].address"},
 		{"bad YAML", "instance:", "instance: [", "", "not valid YAML"},
+		{"iBGP cloud peer", "peer_asn: 65100", "peer_asn: 65515", "cloud_peers[0].peer_asn", "eBGP"},
+		{"empty proposal", "esp_proposals: [aes256gcm16-ecp384]\n    inside:\n      local: 169.254.22.1/30", "esp_proposals: [\"\"]\n    inside:\n      local: 169.254.22.1/30", "tunnels[1].esp_proposals[0]", "non-empty string"},
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
@@ -187,6 +189,21 @@ func TestSecretFileWarningsAndRelativePaths(t *testing.T) {
 	require.Len(t, c.Warnings, 1)
 	assert.Contains(t, c.Warnings[0], "tunnels[1].psk_file: ")
 	assert.Contains(t, c.Warnings[0], "readable by everyone")
+}
+
+func TestKeepaliveDefaultIsWholeSeconds(t *testing.T) {
+	dir := secretsDir(t)
+	c, err := Parse([]byte(strings.Replace(fmt.Sprintf(validYAML, dir), "hold_time: 9s", "hold_time: 10s", 1)))
+	require.NoError(t, err)
+	assert.Equal(t, 3*time.Second, c.BGP.Keepalive)
+}
+
+func TestOneErrorPerProblem(t *testing.T) {
+	dir := secretsDir(t)
+	_, err := Parse([]byte(strings.Replace(fmt.Sprintf(validYAML, dir), "esp_proposals: [aes256gcm16-ecp384]\n    inside:\n      local: 169.254.22.1/30", "esp_proposals: [\"\"]\n    inside:\n      local: 169.254.22.1/30", 1)))
+	var errs Errors
+	require.ErrorAs(t, err, &errs)
+	assert.Len(t, errs, 1, "%v", err)
 }
 
 func TestParseReportsAllErrors(t *testing.T) {

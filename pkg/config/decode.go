@@ -24,7 +24,7 @@ func (e FieldError) Error() string {
 	return e.Path + ": " + e.Msg
 }
 
-// Errors holds every problem found in a configuration, in file order.
+// Errors holds every problem found in a configuration, in the order found.
 type Errors []FieldError
 
 func (es Errors) Error() string {

@@ -1,6 +1,9 @@
 package config
 
-import "net/netip"
+import (
+	"net/netip"
+	"strings"
+)
 
 // peerNames tracks the names of tunnels and cloud peers, which share one namespace.
 type peerNames map[string]string
@@ -57,15 +60,8 @@ func (d *decoder) tunnel(o *obj, c *Config) Tunnel {
 		d.errorf(o.key("remote_address"), "same as local_address (%s)", t.LocalAddress)
 	}
 	t.PSK = o.secret("psk", managed)
-	var ikePaths, espPaths []string
-	t.IKEProposals, ikePaths = o.strings("ike_proposals")
-	t.ESPProposals, espPaths = o.strings("esp_proposals")
-	if managed && len(t.IKEProposals) == 0 && ikePaths == nil {
-		d.errorf(o.key("ike_proposals"), "required, e.g. [aes256gcm16-prfsha384-ecp384]")
-	}
-	if managed && len(t.ESPProposals) == 0 && espPaths == nil {
-		d.errorf(o.key("esp_proposals"), "required, e.g. [aes256gcm16-ecp384]")
-	}
+	t.IKEProposals = d.proposals(o, "ike_proposals", managed, "aes256gcm16-prfsha384-ecp384")
+	t.ESPProposals = d.proposals(o, "esp_proposals", managed, "aes256gcm16-ecp384")
 
 	in := o.child("inside")
 	if s, ok := in.str("local", true); ok {
@@ -143,6 +139,9 @@ func (d *decoder) cloudPeer(o *obj, c *Config) CloudPeer {
 	p.Address = o.addr("address", true)
 	p.LocalAddress = o.addr("local_address", false)
 	p.PeerASN = d.asn(o, "peer_asn")
+	if p.PeerASN != 0 && p.PeerASN == c.BGP.ASN {
+		d.errorf(o.key("peer_asn"), "%d is bgp.asn: cloud-side sessions are eBGP in this version", p.PeerASN)
+	}
 	if n, ok := o.integer("multihop", false, 1, 255); ok {
 		p.Multihop = int(n)
 	}
@@ -155,10 +154,24 @@ func (d *decoder) cloudPeer(o *obj, c *Config) CloudPeer {
 func (d *decoder) md5Password(o *obj) Secret {
 	s := o.secret("password", false)
 	if s.IsSet() && len(s.Reveal()) > 80 {
-		d.errorf(o.key("password_file"), "TCP-MD5 keys are at most 80 bytes")
+		key := "password_file"
+		if strings.HasPrefix(s.Source(), "env ") {
+			key = "password_env"
+		}
+		d.errorf(o.key(key), "TCP-MD5 keys are at most 80 bytes")
 		return Secret{}
 	}
 	return s
+}
+
+// proposals reads an IKE or ESP proposal list, required when bgpgw manages the tunnel.
+func (d *decoder) proposals(o *obj, key string, required bool, example string) []string {
+	before := len(d.errs)
+	l, _ := o.strings(key)
+	if required && len(l) == 0 && len(d.errs) == before {
+		d.errorf(o.key(key), "required, e.g. [%s]", example)
+	}
+	return l
 }
 
 // PeerNames lists every BGP peer name: tunnels first, then cloud peers.
