@@ -168,6 +168,24 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	drain := action("drain", "Move traffic away from this instance before maintenance", "drained", (*api.Client).Drain)
 	undrain := action("undrain", "Attract traffic again after maintenance", "undrained", (*api.Client).Undrain)
+	role := &cobra.Command{
+		Use:       "role primary|standby",
+		Short:     "Change this instance's role in an active-standby pair (no session reset)",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"primary", "standby"},
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := client()
+			if err != nil {
+				return err
+			}
+			if err := cl.SetRole(c.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "role", args[0])
+			return nil
+		},
+	}
+	socketFlag(role)
 
 	ver := &cobra.Command{
 		Use:   "version",
@@ -175,7 +193,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, "bgpgw", version) },
 	}
-	root.AddCommand(run, validate, status, drain, undrain, ver)
+	root.AddCommand(run, validate, status, drain, undrain, role, ver)
 	return root
 }
 
@@ -207,6 +225,8 @@ func runDaemon(ctx context.Context, path string, stderr io.Writer, c *cobra.Comm
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts a drain; a second one kills at once.
+	go func() { <-ctx.Done(); stop() }()
 	err = daemon.Run(ctx, cfg, daemon.Options{Logger: log})
 	if errors.Is(err, daemon.ErrConfig) {
 		return codedError{exitConfig, err}
@@ -220,9 +240,28 @@ func printStatus(w io.Writer, st api.Status) {
 		fmt.Fprintf(w, "  role %s", st.Instance.Role)
 	}
 	if st.Drained {
-		fmt.Fprint(w, "  DRAINED")
+		fmt.Fprintf(w, "  %s", strings.ToUpper(st.DrainState))
+	}
+	if !st.InstanceOK {
+		fmt.Fprint(w, "  INSTANCE CHECK FAILING")
 	}
 	fmt.Fprintln(w)
+	for _, t := range st.Tunnels {
+		state := "carrying"
+		if !t.Carrying {
+			state = "withdrawn: " + t.Reason
+		}
+		fmt.Fprintf(w, "tunnel %s: %s\n", t.Name, state)
+	}
+	for _, c := range st.Checks {
+		res := "no result yet"
+		if c.OK != nil && *c.OK {
+			res = "ok"
+		} else if c.OK != nil {
+			res = "FAILING: " + c.Detail
+		}
+		fmt.Fprintf(w, "check %s (%s): %s\n", c.Name, c.Scope, res)
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PEER\tKIND\tADDRESS\tAS\tSTATE\tUPTIME\tSENT\tACCEPTED\tREJECTED\tLAST ERROR")
 	for _, p := range st.Peers {

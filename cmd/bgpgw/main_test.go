@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -38,6 +39,7 @@ tunnels:
     accept: [10.1.0.0/16]
 api: {socket: %s}
 kernel: {table: 4242, protocol: 250}
+drain: {time: 200ms, state_file: %s}
 `
 
 func freePort(t *testing.T) int {
@@ -53,8 +55,43 @@ func writeConfig(t *testing.T, mode string) (path, socket string) {
 	dir := t.TempDir()
 	socket = filepath.Join(dir, "run", "bgpgw.sock")
 	path = filepath.Join(dir, "bgpgw.yaml")
-	require.NoError(t, os.WriteFile(path, fmt.Appendf(nil, lifecycleConfig, freePort(t), mode, socket), 0o600))
+	state := filepath.Join(dir, "state", "drained")
+	require.NoError(t, os.WriteFile(path, fmt.Appendf(nil, lifecycleConfig, freePort(t), mode, socket, state), 0o600))
 	return path, socket
+}
+
+// startRun runs `bgpgw run` in-process and waits for its API.
+func startRun(t *testing.T, ctx context.Context, path, socket string) (<-chan int, *syncBuffer, api.Status) {
+	t.Helper()
+	logs := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- execute(context.Background(), []string{"run", "--config", path}, io.Discard, logs) }()
+	client := api.NewClient(socket)
+	for {
+		st, err := client.Status(ctx)
+		if err == nil {
+			return done, logs, st
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("run exited with %d before answering:\n%s", code, logs.String())
+		case <-ctx.Done():
+			t.Fatalf("API never answered: %v\n%s", err, logs.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// stopRun sends SIGTERM and waits for run to return 0.
+func stopRun(t *testing.T, ctx context.Context, done <-chan int, logs *syncBuffer) {
+	t.Helper()
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
+	select {
+	case code := <-done:
+		require.Equal(t, exitOK, code, logs.String())
+	case <-ctx.Done():
+		t.Fatalf("run did not exit after SIGTERM:\n%s", logs.String())
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for the daemon's log writes and the test's reads.
@@ -78,31 +115,18 @@ func (s *syncBuffer) String() string {
 func TestRunLifecycle(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	path, socket := writeConfig(t, "none")
-	var stdout, logs syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- execute(context.Background(), []string{"run", "--config", path}, &stdout, &logs) }()
-
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	done, logs, st := startRun(t, ctx, path, socket)
 	client := api.NewClient(socket)
-	var st api.Status
-	for {
-		var err error
-		if st, err = client.Status(ctx); err == nil {
-			break
-		}
-		select {
-		case code := <-done:
-			t.Fatalf("run exited with %d before answering:\n%s", code, logs.String())
-		case <-ctx.Done():
-			t.Fatalf("API never answered: %v\n%s", err, logs.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+
 	assert.Equal(t, api.Instance{Name: "life1", Mode: "active-standby", Role: "standby"}, st.Instance)
 	require.Len(t, st.Peers, 1)
 	assert.Equal(t, "t1", st.Peers[0].Name)
 	assert.NotEqual(t, "established", st.Peers[0].State)
+	require.Len(t, st.Tunnels, 1)
+	assert.False(t, st.Tunnels[0].Carrying)
+	assert.Contains(t, st.Tunnels[0].Reason, "BGP session not established")
 
 	fi, err := os.Stat(socket)
 	require.NoError(t, err)
@@ -113,33 +137,46 @@ func TestRunLifecycle(t *testing.T) {
 	assert.Equal(t, exitError, execute(ctx, []string{"run", "--config", path}, &out2, &err2))
 	assert.Contains(t, err2.String(), "another bgpgw is running")
 
-	// drain and undrain through the CLI.
+	// role, drain and undrain through the CLI.
 	var out bytes.Buffer
+	require.Equal(t, exitOK, execute(ctx, []string{"role", "primary", "--socket", socket}, &out, &out), out.String())
+	st, err = client.Status(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "primary", st.Instance.Role)
+	assert.Equal(t, exitError, execute(ctx, []string{"role", "boss", "--socket", socket}, &out, &out))
 	require.Equal(t, exitOK, execute(ctx, []string{"drain", "--socket", socket}, &out, &out), out.String())
 	st, err = client.Status(ctx)
 	require.NoError(t, err)
 	assert.True(t, st.Drained)
-	require.Equal(t, exitOK, execute(ctx, []string{"undrain", "--config", path}, &out, &out), out.String())
-	st, err = client.Status(ctx)
-	require.NoError(t, err)
-	assert.False(t, st.Drained)
 
 	out.Reset()
 	require.Equal(t, exitOK, execute(ctx, []string{"status", "--socket", socket}, &out, &out))
 	assert.Contains(t, out.String(), "instance life1")
 	assert.Contains(t, out.String(), "t1")
 
-	// SIGTERM: run returns 0, the socket is gone.
-	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
-	select {
-	case code := <-done:
-		assert.Equal(t, exitOK, code, logs.String())
-	case <-ctx.Done():
-		t.Fatalf("run did not exit after SIGTERM:\n%s", logs.String())
-	}
+	// Drained survives a restart (SIGTERM while drained exits at once).
+	stopRun(t, ctx, done, logs)
 	_, err = os.Stat(socket)
 	assert.True(t, os.IsNotExist(err), "socket left behind")
-	assert.Contains(t, logs.String(), "bgpgw stopping")
+	done, logs, st = startRun(t, ctx, path, socket)
+	assert.True(t, st.Drained)
+	assert.Equal(t, "drained", st.DrainState)
+	assert.Contains(t, logs.String(), "starting drained")
+	require.Equal(t, exitOK, execute(ctx, []string{"undrain", "--config", path}, &out, &out), out.String())
+	st, err = client.Status(ctx)
+	require.NoError(t, err)
+	assert.False(t, st.Drained)
+
+	// SIGTERM when not drained: drain first (200ms here), then exit 0.
+	stopRun(t, ctx, done, logs)
+	assert.Contains(t, logs.String(), "stopping: draining first")
+	assert.Contains(t, logs.String(), "drain complete, stopping")
+	assert.Contains(t, logs.String(), "bgpgw stopped")
+	_, err = os.Stat(socket)
+	assert.True(t, os.IsNotExist(err), "socket left behind")
+	// The SIGTERM drain is not remembered.
+	_, err = os.Stat(filepath.Join(filepath.Dir(filepath.Dir(socket)), "state", "drained"))
+	assert.True(t, os.IsNotExist(err))
 }
 
 func TestValidateShippedExamples(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package api is the local control interface of a running bgpgw: HTTP over
 // a unix socket (mode 0600), with a server the daemon runs and a client the
-// CLI uses. Endpoints: GET /v1/status, POST /v1/drain, POST /v1/undrain.
+// CLI uses. Endpoints: GET /v1/status, POST /v1/drain, POST /v1/undrain,
+// POST /v1/role/{primary|standby}.
 package api
 
 import (
@@ -11,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -21,10 +23,35 @@ import (
 // add fields, do not rename or remove them.
 type Status struct {
 	Instance Instance `json:"instance"`
-	Drained  bool     `json:"drained"`
-	Peers    []Peer   `json:"peers"`
-	Routes   []Route  `json:"routes"`
-	Errors   []string `json:"errors,omitempty"`
+	// Drained is true from `bgpgw drain` (or SIGTERM) until undrain.
+	Drained bool `json:"drained"`
+	// DrainState is normal, draining (announced with GRACEFUL_SHUTDOWN)
+	// or drained (withdrawn, sessions shut down).
+	DrainState string   `json:"drain_state"`
+	InstanceOK bool     `json:"instance_ok"` // every instance-scope health check passes
+	Tunnels    []Tunnel `json:"tunnels"`
+	Checks     []Check  `json:"checks"`
+	Peers      []Peer   `json:"peers"`
+	Routes     []Route  `json:"routes"`
+	Errors     []string `json:"errors,omitempty"`
+}
+
+// Tunnel says whether a tunnel carries traffic, and why not.
+type Tunnel struct {
+	Name          string     `json:"name"`
+	Carrying      bool       `json:"carrying"`
+	Reason        string     `json:"reason,omitempty"`
+	Flaps         int        `json:"flaps"`
+	HoldDownUntil *time.Time `json:"hold_down_until,omitempty"`
+}
+
+// Check is the last result of a health check.
+type Check struct {
+	Name   string     `json:"name"`
+	Scope  string     `json:"scope"` // instance or tunnel:NAME
+	OK     *bool      `json:"ok"`    // null until the first result
+	Detail string     `json:"detail,omitempty"`
+	At     *time.Time `json:"at,omitempty"`
 }
 
 // Instance identifies the gateway instance.
@@ -61,6 +88,7 @@ type Backend interface {
 	Status(ctx context.Context) (Status, error)
 	Drain(ctx context.Context) error
 	Undrain(ctx context.Context) error
+	SetRole(ctx context.Context, role string) error
 }
 
 // Server serves the API on a unix socket.
@@ -116,6 +144,9 @@ func Listen(path string, b Backend) (*Server, error) {
 	}
 	mux.HandleFunc("POST /v1/drain", action(b.Drain))
 	mux.HandleFunc("POST /v1/undrain", action(b.Undrain))
+	mux.HandleFunc("POST /v1/role/{role}", func(w http.ResponseWriter, r *http.Request) {
+		action(func(ctx context.Context) error { return b.SetRole(ctx, r.PathValue("role")) })(w, r)
+	})
 	s := &Server{path: path, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	return s, nil
 }
@@ -202,6 +233,12 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 // Drain asks the daemon to drain.
 func (c *Client) Drain(ctx context.Context) error {
 	_, err := c.do(ctx, http.MethodPost, "/v1/drain")
+	return err
+}
+
+// SetRole changes the instance's role in an active-standby pair.
+func (c *Client) SetRole(ctx context.Context, role string) error {
+	_, err := c.do(ctx, http.MethodPost, "/v1/role/"+url.PathEscape(role))
 	return err
 }
 

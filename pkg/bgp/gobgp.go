@@ -214,6 +214,20 @@ func (a *GoBGP) Shutdown(ctx context.Context, peer, message string) error {
 	return nil
 }
 
+// Enable implements Speaker.
+func (a *GoBGP) Enable(ctx context.Context, peer string) error {
+	a.mu.Lock()
+	p, ok := a.peers[peer]
+	a.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("peer %s: not configured", peer)
+	}
+	if err := a.s.EnablePeer(ctx, &api.EnablePeerRequest{Address: p.Address.String()}); err != nil {
+		return fmt.Errorf("peer %s: enable: %w", peer, err)
+	}
+	return nil
+}
+
 // Status implements Speaker.
 func (a *GoBGP) Status(ctx context.Context) ([]PeerStatus, error) {
 	a.mu.Lock()

@@ -139,8 +139,10 @@ type Speaker interface {
 	// session changes state or a peer's routes change.
 	Changed() <-chan struct{}
 	// Shutdown closes a session with an RFC 8203 message and keeps it down
-	// until SetPeers is given a changed config or Enable is called.
+	// until Enable is called.
 	Shutdown(ctx context.Context, peer, message string) error
+	// Enable lets a session that Shutdown held down come up again.
+	Enable(ctx context.Context, peer string) error
 	// Close stops the speaker; sessions are closed with a Cease.
 	Close()
 }

@@ -63,6 +63,9 @@ type Config struct {
 	CloudPeers []CloudPeer
 	API        API
 	Kernel     Kernel
+	Health     []Check
+	Drain      Drain
+	HoldDown   HoldDown
 	// Warnings are problems that do not stop the configuration from
 	// working, such as a secret file readable by everyone.
 	Warnings []string
@@ -197,7 +200,7 @@ func parse(data []byte, d *decoder) (*Config, error) {
 // written as "[]" ("tunnels[].inside.local"), sorted.
 func Keys() []string {
 	d := &decoder{seen: map[string]bool{}}
-	d.decode(map[string]any{"tunnels": []any{map[string]any{}}, "cloud_peers": []any{map[string]any{}}})
+	d.decode(map[string]any{"tunnels": []any{map[string]any{}}, "cloud_peers": []any{map[string]any{}}, "health": []any{map[string]any{}}})
 	keys := make([]string, 0, len(d.seen))
 	for k := range d.seen {
 		keys = append(keys, k)
@@ -218,6 +221,9 @@ func (d *decoder) decode(tree map[string]any) *Config {
 	c.CloudPeers = d.cloudPeers(root, c)
 	c.API = d.api(root.child("api"))
 	c.Kernel = d.kernel(root.child("kernel"))
+	c.Health = d.checks(root, c)
+	c.Drain = d.drain(root.child("drain"))
+	c.HoldDown = d.holdDown(root.child("hold_down"))
 	root.done()
 	return c
 }

@@ -155,6 +155,13 @@ func TestParseErrors(t *testing.T) {
 		{"tunnels not a list", "tunnels:\n", "tunnels: 3\nx_tunnels:\n", "tunnels", "must be a list"},
 		{"duplicate cloud peer", "cloud_peers:\n", "cloud_peers:\n  - {name: rr0, address: 10.10.0.2, peer_asn: 65100}\n", "cloud_peers[1].address", "also cloud_peers[0].address"},
 		{"bad YAML", "instance:", "instance: [", "", "not valid YAML"},
+		{"check kind", "api:", "health: [{name: c1, kind: ping, target: x}]\napi:", "health[0].kind", "want link, icmp"},
+		{"check tunnel scope without tunnel", "api:", "health: [{name: c1, kind: icmp, target: 10.1.0.1, scope: tunnel}]\napi:", "health[0].tunnel", "required with scope: tunnel"},
+		{"check unknown tunnel", "api:", "health: [{name: c1, kind: icmp, target: 10.1.0.1, scope: tunnel, tunnel: nope}]\napi:", "health[0].tunnel", `no tunnel named "nope"`},
+		{"check timeout", "api:", "health: [{name: c1, kind: tcp, target: '10.1.0.1:80', interval: 1s, timeout: 1s}]\napi:", "health[0].timeout", "below interval"},
+		{"check duplicate", "api:", "health: [{name: c1, kind: link, target: eth0}, {name: c1, kind: link, target: eth1}]\napi:", "health[1].name", "duplicate check name"},
+		{"drain too long", "api:", "drain: {time: 10m}\napi:", "drain.time", "longer than 5m"},
+		{"hold-down max below initial", "api:", "hold_down: {initial: 10s, max: 5s}\napi:", "hold_down.max", "below initial"},
 		{"iBGP cloud peer", "peer_asn: 65100", "peer_asn: 65515", "cloud_peers[0].peer_asn", "eBGP"},
 		{"empty proposal", "esp_proposals: [aes256gcm16-ecp384]\n    inside:\n      local: 169.254.22.1/30", "esp_proposals: [\"\"]\n    inside:\n      local: 169.254.22.1/30", "tunnels[1].esp_proposals[0]", "non-empty string"},
 	}

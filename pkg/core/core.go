@@ -1,104 +1,192 @@
-// Package core is bgpgw's decision logic: a pure function from what the
-// daemon knows (configuration, drain state, what each session has learned)
-// to what it wants (the announcements to every peer and the kernel routes).
-// It does no I/O and keeps no clock; the daemon calls it on every change and
-// hands the result to the BGP speaker and the route installer.
+// Package core is bgpgw's decision logic: a state machine with no I/O, no
+// goroutines and no clock of its own. Inputs are events (BGP session, tunnel
+// and BFD states, health check results, drain requests, role changes), each
+// with the time it happened; the output is the desired state: the
+// announcements to every peer, the kernel routes, and which sessions must be
+// held down. The daemon feeds it events, asks for the output, applies it,
+// and calls again at Output.NextWake.
+//
+// The rules:
+//   - A tunnel carries traffic (its cloud-side prefixes are announced over
+//     it, and the on-prem prefixes learned from it are routed to it and
+//     re-announced to the cloud side) only while its tunnel is up, its BGP
+//     session established, its BFD session up (when configured) and every
+//     tunnel-scope health check passes.
+//   - While an instance-scope check fails, nothing is announced to any
+//     tunnel peer and on-prem prefixes are withdrawn from cloud-side peers,
+//     so the other instance carries the traffic.
+//   - Checks change state after Rise successes or Fall failures in a row;
+//     a check that has reported nothing yet counts as failing, so nothing
+//     is announced before the checks pass.
+//   - After a flap, re-announcement waits a hold-down that doubles with
+//     every remembered flap and decays when stable (config.HoldDown).
+//   - The standby of an active-standby pair announces with an AS-path
+//     prepend and a higher MED; the primary with MED 0.
+//   - Drain: everything is announced again with GRACEFUL_SHUTDOWN (RFC 8326)
+//     and the prepend; after the drain time it is withdrawn and every
+//     session is shut down, until undrain.
 package core
 
 import (
 	"net/netip"
 	"slices"
+	"time"
 
-	"github.com/bgpgw/bgpgw/pkg/bgp"
 	"github.com/bgpgw/bgpgw/pkg/config"
-	"github.com/bgpgw/bgpgw/pkg/route"
 )
 
-// Input is everything the decision depends on.
-type Input struct {
-	Config  *config.Config
-	Drained bool
-	// Learned holds, per tunnel whose session is established, the on-prem
-	// prefixes accepted from it.
-	Learned map[string][]netip.Prefix
+// DrainState is where an instance is in a planned maintenance.
+type DrainState string
+
+// Drain states.
+const (
+	Normal   DrainState = "normal"
+	Draining DrainState = "draining" // announced with GRACEFUL_SHUTDOWN, waiting the drain time
+	Drained  DrainState = "drained"  // withdrawn, sessions shut down
+)
+
+// ShutdownMessage is the RFC 8203 text sent when a drain closes the sessions.
+const ShutdownMessage = "bgpgw: drained for maintenance"
+
+type tunnel struct {
+	cfg         config.Tunnel
+	ipsecUp     bool
+	established bool
+	bfdUp       bool
+	learned     []netip.Prefix
+	gate        gate
 }
 
-// Output is the desired state.
-type Output struct {
-	Announcements map[string][]bgp.Announcement // per peer name
-	Routes        []route.Route                 // kernel routes toward the tunnels
+type check struct {
+	cfg            config.Check
+	ok             bool
+	okRun, failRun int
 }
 
-// Compute decides the announcements and routes.
-//
-//   - Every tunnel peer gets every configured cloud-side prefix.
-//   - Cloud-side peers get the on-prem prefixes learned over the tunnels.
-//   - The standby of an active-standby pair announces with an AS-path
-//     prepend and a higher MED; the primary with MED 0.
-//   - A drained instance announces with the GRACEFUL_SHUTDOWN community
-//     (RFC 8326) and the prepend, so peers move away before anything is
-//     withdrawn.
-//   - Each learned prefix is routed toward every tunnel that carries it
-//     (ECMP when several do).
-func Compute(in Input) Output {
-	c := in.Config
-	attrs := bgp.Announcement{}
-	if c.Instance.Mode == config.ActiveStandby {
-		attrs.HasMED = true
-		if c.Instance.Role == config.RoleStandby {
-			attrs.Prepend = c.Standby.Prepend
-			attrs.MED = c.Standby.MED
-		}
-	}
-	if in.Drained {
-		attrs.Prepend = max(attrs.Prepend, c.Standby.Prepend)
-		attrs.Communities = []uint32{bgp.CommunityGracefulShutdown}
-	}
-	with := func(p netip.Prefix) bgp.Announcement {
-		a := attrs
-		a.Prefix = p
-		a.Communities = slices.Clone(attrs.Communities)
-		return a
-	}
+// Core is the decision state machine of one instance.
+type Core struct {
+	cfg        *config.Config
+	tunnels    map[string]*tunnel
+	checks     map[string]*check
+	instance   gate
+	role       config.Role
+	drain      DrainState
+	drainSince time.Time
+}
 
-	out := Output{Announcements: map[string][]bgp.Announcement{}}
-	for _, t := range c.Tunnels {
-		anns := make([]bgp.Announcement, 0, len(c.Announce))
-		for _, p := range c.Announce {
-			anns = append(anns, with(p))
+// New returns a core for cfg at time now: tunnels are down until their
+// sessions are reported established; checks fail until they pass.
+func New(cfg *config.Config, now time.Time) *Core {
+	c := &Core{cfg: cfg, tunnels: map[string]*tunnel{}, checks: map[string]*check{},
+		role: cfg.Instance.Role, drain: Normal}
+	for _, t := range cfg.Tunnels {
+		c.tunnels[t.Name] = &tunnel{cfg: t,
+			ipsecUp: cfg.IPsec.Mode == config.IPsecNone, // no IPsec events to wait for
+			bfdUp:   true,                               // until a BFD session reports Down (BFDState)
 		}
-		out.Announcements[t.Name] = anns
 	}
+	for _, ch := range cfg.Health {
+		c.checks[ch.Name] = &check{cfg: ch}
+	}
+	c.refresh(now)
+	return c
+}
 
-	nextHops := map[netip.Prefix][]netip.Addr{}
-	for _, t := range c.Tunnels {
-		for _, p := range in.Learned[t.Name] {
-			nextHops[p] = append(nextHops[p], t.InsideRemote)
+// SessionState reports a BGP session's state and, when established, the
+// prefixes accepted from it.
+func (c *Core) SessionState(now time.Time, peer string, established bool, learned []netip.Prefix) {
+	t, ok := c.tunnels[peer]
+	if !ok {
+		return
+	}
+	t.established = established
+	t.learned = nil
+	if established {
+		t.learned = slices.Clone(learned)
+	}
+	c.refresh(now)
+}
+
+// TunnelState reports whether a tunnel's IPsec SA is installed.
+func (c *Core) TunnelState(now time.Time, name string, up bool) {
+	if t, ok := c.tunnels[name]; ok {
+		t.ipsecUp = up
+		c.refresh(now)
+	}
+}
+
+// BFDState reports a tunnel peer's BFD session state.
+func (c *Core) BFDState(now time.Time, peer string, up bool) {
+	if t, ok := c.tunnels[peer]; ok {
+		t.bfdUp = up
+		c.refresh(now)
+	}
+}
+
+// CheckResult reports one result of a health check.
+func (c *Core) CheckResult(now time.Time, name string, ok bool) {
+	ch, found := c.checks[name]
+	if !found {
+		return
+	}
+	if ok {
+		ch.okRun, ch.failRun = ch.okRun+1, 0
+		if !ch.ok && ch.okRun >= ch.cfg.Rise {
+			ch.ok = true
+		}
+	} else {
+		ch.okRun, ch.failRun = 0, ch.failRun+1
+		if ch.ok && ch.failRun >= ch.cfg.Fall {
+			ch.ok = false
 		}
 	}
-	learned := make([]netip.Prefix, 0, len(nextHops))
-	for p := range nextHops {
-		learned = append(learned, p)
+	c.refresh(now)
+}
+
+// SetDrain starts (on) or ends a drain. Restored drains (a drained instance
+// that restarted) skip the GRACEFUL_SHUTDOWN period: nothing is announced.
+func (c *Core) SetDrain(now time.Time, on, restored bool) {
+	switch {
+	case !on:
+		c.drain = Normal
+	case restored:
+		c.drain, c.drainSince = Drained, now
+	case c.drain == Normal:
+		c.drain, c.drainSince = Draining, now
 	}
-	slices.SortFunc(learned, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
-	for _, p := range learned {
-		hops := nextHops[p]
-		slices.SortFunc(hops, netip.Addr.Compare)
-		out.Routes = append(out.Routes, route.Route{Prefix: p, NextHops: slices.Compact(hops)})
-	}
-	for _, cp := range c.CloudPeers {
-		anns := make([]bgp.Announcement, 0, len(learned))
-		for _, p := range learned {
-			if p.Addr().Is4() == cp.Address.Is4() {
-				anns = append(anns, with(p))
+	c.refresh(now)
+}
+
+// SetRole changes the instance's role in an active-standby pair.
+func (c *Core) SetRole(now time.Time, r config.Role) {
+	c.role = r
+	c.refresh(now)
+}
+
+// Tick advances timers: the end of the drain period and the hold-downs.
+func (c *Core) Tick(now time.Time) { c.refresh(now) }
+
+// refresh recomputes the gates from the inputs, at time now.
+func (c *Core) refresh(now time.Time) {
+	h := c.cfg.HoldDown
+	instOK := true
+	tunnelOK := map[string]bool{}
+	for _, ch := range c.checks {
+		switch ch.cfg.Scope {
+		case config.ScopeInstance:
+			instOK = instOK && ch.ok
+		case config.ScopeTunnel:
+			if !ch.ok {
+				tunnelOK[ch.cfg.Tunnel] = false
 			}
 		}
-		out.Announcements[cp.Name] = anns
 	}
-	return out
+	c.instance.set(now, instOK, h)
+	for name, t := range c.tunnels {
+		_, failing := tunnelOK[name]
+		t.gate.set(now, t.ipsecUp && t.established && t.bfdUp && !failing, h)
+	}
+	if c.drain == Draining && !now.Before(c.drainSince.Add(c.cfg.Drain.Time)) {
+		c.drain = Drained
+	}
 }

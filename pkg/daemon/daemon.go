@@ -1,7 +1,7 @@
 // Package daemon runs one bgpgw instance: it wires the configuration, the
-// BGP speaker, the route installer and the local API around the decision
-// core, and reconciles the whole world on every change (level-triggered:
-// bursts of events roll up into one pass).
+// BGP speaker, the route installer, health checks and the local API around
+// the decision core (pkg/core), and reconciles the whole world on every
+// change (level-triggered: bursts of events roll up into one pass).
 package daemon
 
 import (
@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
@@ -28,36 +26,49 @@ import (
 // unreconciled.
 const ResyncInterval = 5 * time.Second
 
+// ErrConfig marks errors caused by the configuration (exit code 2).
+var ErrConfig = errors.New("invalid configuration")
+
 // Options are the daemon's dependencies that tests replace.
 type Options struct {
 	Logger *slog.Logger
 	// RouteNetns, when set, makes the route installer work in that network
 	// namespace instead of the daemon's own (tests).
 	RouteNetns netns.NsHandle
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // Daemon is one running instance.
 type Daemon struct {
 	cfg     *config.Config
 	log     *slog.Logger
+	now     func() time.Time
 	speaker bgp.Speaker
 	routes  *route.Installer
 
 	wake chan struct{}
 
-	mu        sync.Mutex
-	drained   bool
+	mu        sync.Mutex // guards everything below
+	core      *core.Core
+	out       core.Output
+	shutDown  map[string]bool // sessions held down by a drain
 	installed []route.Route
 	lastErrs  []string
+	checks    map[string]api.Check
 }
 
-// Run runs the daemon until ctx ends, then shuts down in order: the API
-// stops answering, BGP sessions close (peers withdraw what we announced),
-// and our kernel routes are removed.
+// Run runs the daemon until ctx ends, then drains (GRACEFUL_SHUTDOWN for
+// drain.time, then withdrawal) and shuts down in order: BGP sessions close,
+// kernel routes are removed, the API stops answering.
 func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
 	}
 	if cfg.IPsec.Mode != config.IPsecNone {
 		return fmt.Errorf("%w: ipsec.mode %q: tunnel management is not available in this version; use ipsec.mode: none with tunnels managed outside bgpgw", ErrConfig, cfg.IPsec.Mode)
@@ -65,12 +76,22 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// The API socket is also the instance lock: take it before touching
 	// routes or sessions, so a second bgpgw on the same socket never
 	// flushes the routes of the one already running.
-	d := &Daemon{cfg: cfg, log: log, wake: make(chan struct{}, 1)}
+	d := &Daemon{cfg: cfg, log: log, now: now, wake: make(chan struct{}, 1),
+		core: core.New(cfg, now()), shutDown: map[string]bool{}, checks: map[string]api.Check{}}
 	srv, err := api.Listen(cfg.API.Socket, d)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = srv.Close() }()
+
+	drained, err := readDrainState(cfg.Drain.StateFile)
+	if err != nil {
+		return err
+	}
+	if drained {
+		log.Warn("starting drained: `bgpgw undrain` to announce again", "state_file", cfg.Drain.StateFile)
+		d.core.SetDrain(now(), true, true)
+	}
 
 	routes, err := route.New(route.Options{Table: cfg.Kernel.Table, Protocol: cfg.Kernel.Protocol, Netns: opts.RouteNetns, Logger: log})
 	if err != nil {
@@ -90,7 +111,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 	}()
 
-	speaker, err := bgp.NewGoBGP(ctx, global(cfg), log)
+	speaker, err := bgp.NewGoBGP(context.WithoutCancel(ctx), global(cfg), log)
 	if err != nil {
 		return err
 	}
@@ -101,34 +122,23 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 
 	log.Info("bgpgw running", "instance", cfg.Instance.Name, "mode", cfg.Instance.Mode, "role", cfg.Instance.Role,
-		"tunnels", len(cfg.Tunnels), "cloud_peers", len(cfg.CloudPeers), "api", cfg.API.Socket)
+		"tunnels", len(cfg.Tunnels), "cloud_peers", len(cfg.CloudPeers), "checks", len(cfg.Health), "api", cfg.API.Socket)
 
-	g, gctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
+	stop := make(chan struct{})
 	g.Go(srv.Serve)
 	g.Go(func() error {
 		defer func() { _ = srv.Close() }()
-		return d.loop(gctx)
+		return d.loop(gctx, ctx.Done(), stop)
 	})
-	// Until Serve runs, connections wait in the socket's backlog.
-	err = g.Wait()
-	log.Info("bgpgw stopping", "instance", cfg.Instance.Name)
-	return err
-}
-
-func (d *Daemon) loop(ctx context.Context) error {
-	tick := time.NewTicker(ResyncInterval)
-	defer tick.Stop()
-	d.reconcile(ctx)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-d.speaker.Changed():
-		case <-d.wake:
-		case <-tick.C:
-		}
-		d.reconcile(ctx)
+	if err := d.startHealth(gctx, g, stop); err != nil {
+		close(stop)
+		_ = g.Wait()
+		return err
 	}
+	err = g.Wait()
+	log.Info("bgpgw stopped", "instance", cfg.Instance.Name)
+	return err
 }
 
 func (d *Daemon) poke() {
@@ -137,149 +147,3 @@ func (d *Daemon) poke() {
 	default:
 	}
 }
-
-// reconcile brings announcements and kernel routes to what the core wants.
-func (d *Daemon) reconcile(ctx context.Context) {
-	var errs []string
-	st, err := d.speaker.Status(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		d.log.Error("read BGP state", "err", err)
-		errs = append(errs, err.Error())
-	}
-	learned := map[string][]netip.Prefix{}
-	for _, p := range st {
-		if p.Kind == bgp.KindTunnel && p.State == bgp.StateEstablished {
-			learned[p.Name] = p.Received
-		}
-	}
-	d.mu.Lock()
-	drained := d.drained
-	d.mu.Unlock()
-	out := core.Compute(core.Input{Config: d.cfg, Drained: drained, Learned: learned})
-	if err := d.speaker.SetAnnouncements(ctx, out.Announcements); err != nil {
-		d.log.Error("apply announcements", "err", err)
-		errs = append(errs, err.Error())
-	}
-	installed, err := d.routes.Set(out.Routes)
-	if err != nil {
-		d.log.Error("install kernel routes", "err", err)
-		errs = append(errs, err.Error())
-	}
-	d.mu.Lock()
-	if !slices.EqualFunc(installed, d.installed, routeEqual) {
-		d.log.Info("kernel routes changed", "count", len(installed))
-	}
-	d.installed, d.lastErrs = installed, errs
-	d.mu.Unlock()
-}
-
-func routeEqual(a, b route.Route) bool {
-	return a.Prefix == b.Prefix && slices.Equal(a.NextHops, b.NextHops)
-}
-
-// Drain implements api.Backend.
-func (d *Daemon) Drain(context.Context) error {
-	d.setDrained(true)
-	return nil
-}
-
-// Undrain implements api.Backend.
-func (d *Daemon) Undrain(context.Context) error {
-	d.setDrained(false)
-	return nil
-}
-
-func (d *Daemon) setDrained(v bool) {
-	d.mu.Lock()
-	changed := d.drained != v
-	d.drained = v
-	d.mu.Unlock()
-	if changed {
-		d.log.Info("drain state changed", "drained", v)
-	}
-	d.poke()
-}
-
-// Status implements api.Backend.
-func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
-	peers, err := d.speaker.Status(ctx)
-	if err != nil {
-		return api.Status{}, err
-	}
-	d.mu.Lock()
-	st := api.Status{
-		Instance: api.Instance{Name: d.cfg.Instance.Name, Mode: string(d.cfg.Instance.Mode), Role: string(d.cfg.Instance.Role)},
-		Drained:  d.drained,
-		Peers:    []api.Peer{},
-		Routes:   []api.Route{},
-		Errors:   slices.Clone(d.lastErrs),
-	}
-	for _, r := range d.installed {
-		st.Routes = append(st.Routes, api.Route{Prefix: r.Prefix.String(), NextHops: strs(r.NextHops)})
-	}
-	d.mu.Unlock()
-	now := time.Now()
-	for _, p := range peers {
-		ap := api.Peer{
-			Name: p.Name, Kind: string(p.Kind), Address: p.Address.String(), PeerASN: p.PeerASN,
-			State: string(p.State), AdminDown: p.AdminDown, LastError: p.LastError,
-			Announced: strs(p.Announced), Received: strs(p.Received), Rejected: strs(p.Rejected),
-		}
-		if !p.Since.IsZero() {
-			since := p.Since.UTC()
-			ap.EstablishedSince = &since
-			ap.UptimeSeconds = now.Sub(p.Since).Round(time.Millisecond).Seconds()
-		}
-		st.Peers = append(st.Peers, ap)
-	}
-	return st, nil
-}
-
-func strs[T fmt.Stringer](l []T) []string {
-	out := make([]string, len(l))
-	for i, v := range l {
-		out[i] = v.String()
-	}
-	return out
-}
-
-func global(c *config.Config) bgp.Global {
-	return bgp.Global{
-		ASN: c.BGP.ASN, RouterID: c.BGP.RouterID,
-		ListenPort: c.BGP.ListenPort, ListenAddresses: c.BGP.ListenAddresses,
-		Never: c.Announce,
-	}
-}
-
-func peers(c *config.Config) []bgp.PeerConfig {
-	var out []bgp.PeerConfig
-	base := bgp.PeerConfig{HoldTime: c.BGP.HoldTime, Keepalive: c.BGP.Keepalive, ConnectRetry: c.BGP.ConnectRetry}
-	for _, t := range c.Tunnels {
-		p := base
-		p.Name, p.Kind, p.PeerASN = t.Name, bgp.KindTunnel, t.PeerASN
-		p.Address, p.LocalAddress = t.InsideRemote, t.InsideLocal.Addr()
-		p.Password, p.MaxPrefixes = t.Password.Reveal(), t.MaxPrefixes
-		for _, r := range t.Accept {
-			p.Accept = append(p.Accept, bgp.PrefixRange{Prefix: r.Prefix, MaxLen: r.MaxLen})
-		}
-		out = append(out, p)
-	}
-	for _, cp := range c.CloudPeers {
-		p := base
-		p.Name, p.Kind, p.PeerASN = cp.Name, bgp.KindCloud, cp.PeerASN
-		p.Address, p.LocalAddress = cp.Address, cp.LocalAddress
-		p.Password, p.MultihopTTL = cp.Password.Reveal(), cp.Multihop
-		// Nothing is accepted from cloud-side peers; the limit only guards memory.
-		p.MaxPrefixes = config.DefaultMaxPrefixes
-		out = append(out, p)
-	}
-	return out
-}
-
-var _ api.Backend = (*Daemon)(nil)
-
-// ErrConfig marks errors caused by the configuration (exit code 2).
-var ErrConfig = errors.New("invalid configuration")

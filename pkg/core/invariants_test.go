@@ -1,0 +1,196 @@
+package core
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/bgpgw/bgpgw/pkg/bgp"
+	"github.com/bgpgw/bgpgw/pkg/config"
+)
+
+// model is the test's own record of the inputs, to check the output against.
+type model struct {
+	established, ipsec, bfd map[string]bool
+	checkOK                 map[string]bool // the core's view after rise/fall, tracked by the test
+	runs                    map[string][2]int
+	drain                   DrainState
+}
+
+// TestTransitionsInRandomOrder applies random inputs and checks the
+// invariants after every step:
+//   - nothing is announced over a tunnel that is down, whose session is not
+//     established, whose BFD is down or whose tunnel check fails;
+//   - nothing is announced while an instance check fails;
+//   - while draining everything carries the GRACEFUL_SHUTDOWN community;
+//     once drained nothing is announced and every session is held down;
+//   - the standby always announces with its prepend and MED;
+//   - routes point only at tunnels that carry traffic, and cloud peers get
+//     only prefixes learned over such tunnels.
+func TestTransitionsInRandomOrder(t *testing.T) {
+	for _, name := range []string{"active-active", "active-standby"} {
+		for seed := uint64(1); seed <= 20; seed++ {
+			t.Run(fmt.Sprintf("%s/seed%d", name, seed), func(t *testing.T) {
+				runRandom(t, loadConfig(t, name), seed)
+			})
+		}
+	}
+}
+
+func runRandom(t *testing.T, cfg *config.Config, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, seed*7919))
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := New(cfg, now)
+	role := cfg.Instance.Role
+	m := model{established: map[string]bool{}, ipsec: map[string]bool{}, bfd: map[string]bool{},
+		checkOK: map[string]bool{}, runs: map[string][2]int{}, drain: Normal}
+	for _, tn := range cfg.Tunnels {
+		m.ipsec[tn.Name], m.bfd[tn.Name] = true, true
+	}
+	learnedPool := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("10.1.1.0/24"), netip.MustParsePrefix("10.1.2.0/24")}
+	learned := map[string][]netip.Prefix{}
+	var history []string
+
+	for step := 0; step < 300; step++ {
+		now = now.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+		tn := cfg.Tunnels[rng.IntN(len(cfg.Tunnels))].Name
+		var ev string
+		switch rng.IntN(8) {
+		case 0, 1:
+			up := rng.IntN(3) > 0
+			var l []netip.Prefix
+			for _, p := range learnedPool {
+				if up && rng.IntN(2) == 0 {
+					l = append(l, p)
+				}
+			}
+			c.SessionState(now, tn, up, l)
+			m.established[tn], learned[tn] = up, l
+			ev = fmt.Sprintf("session %s %v %v", tn, up, l)
+		case 2:
+			up := rng.IntN(3) > 0
+			c.TunnelState(now, tn, up)
+			m.ipsec[tn] = up
+			ev = fmt.Sprintf("tunnel %s %v", tn, up)
+		case 3:
+			up := rng.IntN(3) > 0
+			c.BFDState(now, tn, up)
+			m.bfd[tn] = up
+			ev = fmt.Sprintf("bfd %s %v", tn, up)
+		case 4, 5:
+			if len(cfg.Health) == 0 {
+				continue
+			}
+			ch := cfg.Health[rng.IntN(len(cfg.Health))]
+			ok := rng.IntN(3) > 0
+			c.CheckResult(now, ch.Name, ok)
+			r := m.runs[ch.Name]
+			if ok {
+				r = [2]int{r[0] + 1, 0}
+				if r[0] >= ch.Rise {
+					m.checkOK[ch.Name] = true
+				}
+			} else {
+				r = [2]int{0, r[1] + 1}
+				if r[1] >= ch.Fall {
+					m.checkOK[ch.Name] = false
+				}
+			}
+			m.runs[ch.Name] = r
+			ev = fmt.Sprintf("check %s %v", ch.Name, ok)
+		case 6:
+			on := rng.IntN(2) == 0
+			c.SetDrain(now, on, false)
+			ev = fmt.Sprintf("drain %v", on)
+		case 7:
+			if cfg.Instance.Mode != config.ActiveStandby {
+				continue
+			}
+			role = []config.Role{config.RolePrimary, config.RoleStandby}[rng.IntN(2)]
+			c.SetRole(now, role)
+			ev = "role " + string(role)
+		}
+		history = append(history, fmt.Sprintf("+%s %s", now.Format("15:04:05.000"), ev))
+		c.Tick(now)
+		out := c.Output(now)
+		if err := checkInvariants(cfg, m, learned, role, out); err != nil {
+			t.Fatalf("step %d: %v\nhistory:\n%s", step, err, joinLines(history))
+		}
+	}
+}
+
+func checkInvariants(cfg *config.Config, m model, learned map[string][]netip.Prefix, role config.Role, out Output) error {
+	instanceOK := true
+	tunnelCheck := map[string]bool{}
+	for _, ch := range cfg.Health {
+		if ch.Scope == config.ScopeInstance && !m.checkOK[ch.Name] {
+			instanceOK = false
+		}
+		if ch.Scope == config.ScopeTunnel && !m.checkOK[ch.Name] {
+			tunnelCheck[ch.Tunnel] = true
+		}
+	}
+	healthy := map[string]bool{}
+	for _, tn := range cfg.Tunnels {
+		n := tn.Name
+		healthy[n] = m.established[n] && m.ipsec[n] && m.bfd[n] && !tunnelCheck[n]
+		if len(out.Announcements[n]) > 0 && !healthy[n] {
+			return fmt.Errorf("announcing over failed tunnel %s", n)
+		}
+		if len(out.Announcements[n]) > 0 && !instanceOK {
+			return fmt.Errorf("announcing over %s while an instance check fails", n)
+		}
+	}
+	for peer, anns := range out.Announcements {
+		for _, a := range anns {
+			if out.Drain == Draining && !slices.Contains(a.Communities, bgp.CommunityGracefulShutdown) {
+				return fmt.Errorf("draining, but %s to %s lacks GRACEFUL_SHUTDOWN", a.Prefix, peer)
+			}
+			if out.Drain == Drained {
+				return fmt.Errorf("drained, but %s announced to %s", a.Prefix, peer)
+			}
+			if role == config.RoleStandby && (a.Prepend < cfg.Standby.Prepend || a.MED != cfg.Standby.MED) {
+				return fmt.Errorf("standby announces %s to %s without prepend/MED: %+v", a.Prefix, peer, a)
+			}
+		}
+	}
+	if out.Drain == Drained && len(out.ShutDown) != len(cfg.PeerNames()) {
+		return fmt.Errorf("drained, but sessions not all held down: %v", out.ShutDown)
+	}
+	viaHealthy := map[netip.Prefix]bool{}
+	for _, tn := range cfg.Tunnels {
+		if healthy[tn.Name] {
+			for _, p := range learned[tn.Name] {
+				viaHealthy[p] = true
+			}
+		}
+	}
+	for _, r := range out.Routes {
+		for _, nh := range r.NextHops {
+			for _, tn := range cfg.Tunnels {
+				if tn.InsideRemote == nh && !healthy[tn.Name] {
+					return fmt.Errorf("route %s via failed tunnel %s", r.Prefix, tn.Name)
+				}
+			}
+		}
+	}
+	for _, cp := range cfg.CloudPeers {
+		for _, a := range out.Announcements[cp.Name] {
+			if !viaHealthy[a.Prefix] {
+				return fmt.Errorf("cloud peer %s gets %s, not learned over a healthy tunnel", cp.Name, a.Prefix)
+			}
+		}
+	}
+	return nil
+}
+
+func joinLines(l []string) string {
+	s := ""
+	for _, x := range l {
+		s += x + "\n"
+	}
+	return s
+}

@@ -1,0 +1,166 @@
+package core
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bgpgw/bgpgw/pkg/bgp"
+	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/route"
+)
+
+// Output is the desired state at one moment.
+type Output struct {
+	Announcements map[string][]bgp.Announcement // per peer name; every peer has an entry
+	Routes        []route.Route                 // kernel routes toward the tunnels
+	ShutDown      []string                      // peers whose sessions must be held down (drained)
+	Drain         DrainState
+	Role          config.Role
+	InstanceOK    bool
+	Tunnels       []TunnelStatus
+	NextWake      time.Time // call Tick then Output again at this time; zero: not needed
+}
+
+// TunnelStatus explains why a tunnel does or does not carry traffic.
+type TunnelStatus struct {
+	Name     string
+	Carrying bool
+	Reason   string // why not, when not carrying
+	Flaps    int
+	HoldDown time.Time // hold-down end, when in the future
+}
+
+// Output computes the desired state at time now. It does not change c.
+func (c *Core) Output(now time.Time) Output {
+	cfg := c.cfg
+	out := Output{Announcements: map[string][]bgp.Announcement{}, Drain: c.drain, Role: c.role,
+		InstanceOK: c.instance.open(now)}
+
+	attrs := bgp.Announcement{}
+	if cfg.Instance.Mode == config.ActiveStandby {
+		attrs.HasMED = true
+		if c.role == config.RoleStandby {
+			attrs.Prepend, attrs.MED = cfg.Standby.Prepend, cfg.Standby.MED
+		}
+	}
+	if c.drain == Draining {
+		attrs.Prepend = max(attrs.Prepend, cfg.Standby.Prepend)
+		attrs.Communities = []uint32{bgp.CommunityGracefulShutdown}
+	}
+	with := func(p netip.Prefix) bgp.Announcement {
+		a := attrs
+		a.Prefix = p
+		a.Communities = slices.Clone(attrs.Communities)
+		return a
+	}
+	announcing := c.drain != Drained && out.InstanceOK
+
+	nextHops := map[netip.Prefix][]netip.Addr{}
+	for _, tc := range cfg.Tunnels {
+		t := c.tunnels[tc.Name]
+		st := TunnelStatus{Name: tc.Name, Flaps: t.gate.flaps}
+		if now.Before(t.gate.holdUntil) {
+			st.HoldDown = t.gate.holdUntil
+		}
+		st.Carrying = t.gate.open(now)
+		st.Reason = c.reason(now, t)
+		out.Tunnels = append(out.Tunnels, st)
+		anns := []bgp.Announcement{}
+		if st.Carrying && announcing {
+			for _, p := range cfg.Announce {
+				anns = append(anns, with(p))
+			}
+		}
+		out.Announcements[tc.Name] = anns
+		if st.Carrying {
+			for _, p := range t.learned {
+				nextHops[p] = append(nextHops[p], tc.InsideRemote)
+			}
+		}
+	}
+	learned := make([]netip.Prefix, 0, len(nextHops))
+	for p := range nextHops {
+		learned = append(learned, p)
+	}
+	slices.SortFunc(learned, comparePrefix)
+	for _, p := range learned {
+		hops := nextHops[p]
+		slices.SortFunc(hops, netip.Addr.Compare)
+		out.Routes = append(out.Routes, route.Route{Prefix: p, NextHops: slices.Compact(hops)})
+	}
+	for _, cp := range cfg.CloudPeers {
+		anns := []bgp.Announcement{}
+		if announcing {
+			for _, p := range learned {
+				if p.Addr().Is4() == cp.Address.Is4() {
+					anns = append(anns, with(p))
+				}
+			}
+		}
+		out.Announcements[cp.Name] = anns
+	}
+	if c.drain == Drained {
+		out.ShutDown = cfg.PeerNames()
+	}
+	out.NextWake = c.nextWake(now)
+	return out
+}
+
+func (c *Core) reason(now time.Time, t *tunnel) string {
+	var why []string
+	switch {
+	case !t.ipsecUp:
+		why = append(why, "tunnel down")
+	case !t.established:
+		why = append(why, "BGP session not established")
+	case !t.bfdUp:
+		why = append(why, "BFD down")
+	}
+	for _, name := range sortedCheckNames(c.checks) {
+		ch := c.checks[name]
+		if ch.cfg.Scope == config.ScopeTunnel && ch.cfg.Tunnel == t.cfg.Name && !ch.ok {
+			why = append(why, fmt.Sprintf("check %s failing", name))
+		}
+	}
+	if len(why) == 0 && now.Before(t.gate.holdUntil) {
+		why = append(why, fmt.Sprintf("hold-down for %s (flap %d)", t.gate.holdUntil.Sub(now).Round(time.Millisecond), t.gate.flaps))
+	}
+	return strings.Join(why, "; ")
+}
+
+func (c *Core) nextWake(now time.Time) time.Time {
+	var next time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	h := c.cfg.HoldDown
+	consider(c.instance.next(now, h))
+	for _, t := range c.tunnels {
+		consider(t.gate.next(now, h))
+	}
+	if c.drain == Draining {
+		consider(c.drainSince.Add(c.cfg.Drain.Time))
+	}
+	return next
+}
+
+func sortedCheckNames(m map[string]*check) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}

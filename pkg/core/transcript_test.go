@@ -1,0 +1,201 @@
+package core
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/bgpgw/bgpgw/pkg/bgp"
+	"github.com/bgpgw/bgpgw/pkg/config"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current behaviour")
+
+// configs are the instances the transcripts run against.
+var configs = map[string]string{
+	// Two tunnels, a cloud-side peer, an instance check and a tunnel check.
+	"active-active": `
+instance: {name: gw1, mode: active-active}
+bgp: {asn: 65515, router_id: 192.0.2.1}
+announce: [10.10.0.0/16, 10.20.0.0/24]
+ipsec: {mode: none}
+tunnels:
+  - {name: t1, inside: {local: 169.254.21.1/30, remote: 169.254.21.2}, peer_asn: 65010, accept: ["10.1.0.0/16 le 24"]}
+  - {name: t2, inside: {local: 169.254.22.1/30, remote: 169.254.22.2}, peer_asn: 65010, accept: ["10.1.0.0/16 le 24"]}
+cloud_peers:
+  - {name: rr, address: 10.10.0.2, peer_asn: 65100}
+health:
+  - {name: uplink, kind: link, target: eth1}
+  - {name: probe-t1, kind: icmp, target: 10.1.0.1, scope: tunnel, tunnel: t1, rise: 2, fall: 2}
+drain: {time: 2s}
+hold_down: {initial: 1s, max: 8s, decay: 30s}
+`,
+	"active-standby": `
+instance: {name: gw2, mode: active-standby, role: standby}
+bgp: {asn: 65515, router_id: 192.0.2.2}
+announce: [10.10.0.0/16]
+standby: {prepend: 3, med: 200}
+ipsec: {mode: none}
+tunnels:
+  - {name: t1, inside: {local: 169.254.23.1/30, remote: 169.254.23.2}, peer_asn: 65010, accept: [10.1.0.0/16]}
+`,
+}
+
+func loadConfig(t testing.TB, name string) *config.Config {
+	t.Helper()
+	y, ok := configs[name]
+	require.True(t, ok, "no config %q", name)
+	c, err := config.Parse([]byte(y))
+	require.NoError(t, err)
+	return c
+}
+
+// TestTranscripts replays testdata/*.txt: each line is "at DURATION EVENT"
+// (or a comment); the golden file holds every event and, after each
+// "show", the desired state.
+func TestTranscripts(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.txt")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
+			got := runTranscript(t, f)
+			golden := strings.TrimSuffix(f, ".txt") + ".golden"
+			if *update {
+				require.NoError(t, os.WriteFile(golden, []byte(got), 0o644))
+				return
+			}
+			want, err := os.ReadFile(golden)
+			require.NoError(t, err, "run go test ./pkg/core -update to create it")
+			require.Equal(t, string(want), got)
+		})
+	}
+}
+
+func runTranscript(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	var out strings.Builder
+	var c *Core
+	epoch := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			out.WriteString(line + "\n")
+			continue
+		}
+		out.WriteString(line + "\n")
+		w := strings.Fields(line)
+		if w[0] == "config" {
+			c = New(loadConfig(t, w[1]), epoch)
+			continue
+		}
+		require.True(t, len(w) >= 3 && w[0] == "at", "%s:%d: want: at DURATION EVENT ...", path, n)
+		d, err := time.ParseDuration(w[1])
+		require.NoError(t, err, "%s:%d", path, n)
+		now := epoch.Add(d)
+		require.NotNil(t, c, "%s:%d: config first", path, n)
+		args := w[3:]
+		switch w[2] {
+		case "session": // session PEER up|down [PREFIX...]
+			var learned []netip.Prefix
+			for _, p := range args[2:] {
+				learned = append(learned, netip.MustParsePrefix(p))
+			}
+			c.SessionState(now, args[0], args[1] == "up", learned)
+		case "tunnel":
+			c.TunnelState(now, args[0], args[1] == "up")
+		case "bfd":
+			c.BFDState(now, args[0], args[1] == "up")
+		case "check": // check NAME ok|fail
+			c.CheckResult(now, args[0], args[1] == "ok")
+		case "drain": // drain on|off|restored
+			c.SetDrain(now, args[0] != "off", args[0] == "restored")
+		case "role":
+			c.SetRole(now, config.Role(args[0]))
+		case "tick":
+			c.Tick(now)
+		case "show":
+			c.Tick(now)
+			out.WriteString(render(c.Output(now), epoch))
+		default:
+			t.Fatalf("%s:%d: unknown event %q", path, n, w[2])
+		}
+	}
+	require.NoError(t, sc.Err())
+	return out.String()
+}
+
+func render(o Output, epoch time.Time) string {
+	var b strings.Builder
+	for _, ts := range o.Tunnels {
+		state := "carrying"
+		if !ts.Carrying {
+			state = "not carrying: " + ts.Reason
+		}
+		fmt.Fprintf(&b, "  tunnel %s: %s (flaps %d)\n", ts.Name, state, ts.Flaps)
+	}
+	for _, peer := range sortedKeys(o.Announcements) {
+		fmt.Fprintf(&b, "  announce %s:%s\n", peer, renderAnns(o.Announcements[peer]))
+	}
+	for _, r := range o.Routes {
+		fmt.Fprintf(&b, "  route %s\n", r)
+	}
+	fmt.Fprintf(&b, "  drain %s, role %q, instance ok %v", o.Drain, o.Role, o.InstanceOK)
+	if len(o.ShutDown) > 0 {
+		fmt.Fprintf(&b, ", shut down %s", strings.Join(o.ShutDown, " "))
+	}
+	if !o.NextWake.IsZero() {
+		fmt.Fprintf(&b, ", next wake %s", o.NextWake.Sub(epoch))
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func renderAnns(anns []bgp.Announcement) string {
+	if len(anns) == 0 {
+		return " -"
+	}
+	var b strings.Builder
+	for _, a := range anns {
+		b.WriteString(" " + a.Prefix.String())
+	}
+	a := anns[0]
+	var attrs []string
+	if a.Prepend > 0 {
+		attrs = append(attrs, fmt.Sprintf("prepend %d", a.Prepend))
+	}
+	if a.HasMED {
+		attrs = append(attrs, fmt.Sprintf("med %d", a.MED))
+	}
+	for _, c := range a.Communities {
+		if c == bgp.CommunityGracefulShutdown {
+			attrs = append(attrs, "graceful-shutdown")
+		}
+	}
+	if len(attrs) > 0 {
+		b.WriteString(" [" + strings.Join(attrs, ", ") + "]")
+	}
+	return b.String()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

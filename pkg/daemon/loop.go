@@ -1,0 +1,154 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/bgpgw/bgpgw/pkg/bgp"
+	"github.com/bgpgw/bgpgw/pkg/core"
+	"github.com/bgpgw/bgpgw/pkg/route"
+)
+
+// loop reconciles on every wake-up until stopping, which starts a drain;
+// it returns once the drain is complete (or was already).
+func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}, stopped chan<- struct{}) error {
+	defer close(stopped)
+	resync := time.NewTicker(ResyncInterval)
+	defer resync.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	exiting := false
+	for {
+		out := d.reconcile(ctx)
+		if exiting && out.Drain == core.Drained {
+			d.log.Info("drain complete, stopping")
+			return nil
+		}
+		if !out.NextWake.IsZero() {
+			timer.Reset(max(out.NextWake.Sub(d.now()), 0))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-stopping:
+			stopping, exiting = nil, true
+			d.log.Info("stopping: draining first", "drain_time", d.cfg.Drain.Time)
+			d.mu.Lock()
+			d.core.SetDrain(d.now(), true, false) // not persisted: a restart comes back undrained
+			d.mu.Unlock()
+		case <-d.speaker.Changed():
+		case <-d.wake:
+		case <-timer.C:
+		case <-resync.C:
+		}
+	}
+}
+
+// reconcile feeds the observed BGP state to the core and applies its
+// output: announcements, session holds and kernel routes.
+func (d *Daemon) reconcile(ctx context.Context) core.Output {
+	var errs []string
+	st, err := d.speaker.Status(ctx)
+	if err != nil {
+		d.log.Error("read BGP state", "err", err)
+		errs = append(errs, err.Error())
+	}
+	now := d.now()
+	d.mu.Lock()
+	if err == nil {
+		for _, p := range st {
+			if p.Kind == bgp.KindTunnel {
+				d.core.SessionState(now, p.Name, p.State == bgp.StateEstablished, p.Received)
+			}
+		}
+	}
+	d.core.Tick(now)
+	out := d.core.Output(now)
+	prev := d.out
+	d.out = out
+	d.mu.Unlock()
+	d.logChanges(prev, out)
+
+	if err := d.speaker.SetAnnouncements(ctx, out.Announcements); err != nil {
+		d.log.Error("apply announcements", "err", err)
+		errs = append(errs, err.Error())
+	}
+	errs = append(errs, d.holdSessions(ctx, out.ShutDown)...)
+	installed, err := d.routes.Set(out.Routes)
+	if err != nil {
+		d.log.Error("install kernel routes", "err", err)
+		errs = append(errs, err.Error())
+	}
+	d.mu.Lock()
+	if !slices.EqualFunc(installed, d.installed, routeEqual) {
+		d.log.Info("kernel routes changed", "count", len(installed))
+	}
+	d.installed, d.lastErrs = installed, errs
+	d.mu.Unlock()
+	return out
+}
+
+// holdSessions shuts down the sessions a drain holds down and enables the
+// ones it no longer does.
+func (d *Daemon) holdSessions(ctx context.Context, want []string) []string {
+	var errs []string
+	wantSet := map[string]bool{}
+	for _, p := range want {
+		wantSet[p] = true
+		if !d.shutDown[p] {
+			if err := d.speaker.Shutdown(ctx, p, core.ShutdownMessage); err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			d.log.Info("session shut down", "peer", p, "reason", "drained")
+			d.shutDown[p] = true
+		}
+	}
+	for p := range d.shutDown {
+		if !wantSet[p] {
+			if err := d.speaker.Enable(ctx, p); err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			d.log.Info("session enabled", "peer", p, "reason", "undrained")
+			delete(d.shutDown, p)
+		}
+	}
+	return errs
+}
+
+// logChanges logs, once, every change of what a tunnel carries and of the
+// drain state, with the reason.
+func (d *Daemon) logChanges(prev, out core.Output) {
+	was := map[string]core.TunnelStatus{}
+	for _, t := range prev.Tunnels {
+		was[t.Name] = t
+	}
+	for _, t := range out.Tunnels {
+		p, seen := was[t.Name]
+		if seen && p.Carrying == t.Carrying {
+			continue
+		}
+		if t.Carrying {
+			d.log.Info("tunnel carrying traffic: announcing", "tunnel", t.Name)
+		} else if seen || t.Reason != "" {
+			d.log.Warn("tunnel not carrying traffic: withdrawn", "tunnel", t.Name, "reason", t.Reason)
+		}
+	}
+	if prev.InstanceOK != out.InstanceOK && prev.Tunnels != nil {
+		if out.InstanceOK {
+			d.log.Info("instance healthy: announcing")
+		} else {
+			d.log.Warn("instance check failing: everything withdrawn")
+		}
+	}
+	if prev.Drain != out.Drain && prev.Tunnels != nil {
+		d.log.Info("drain state changed", slog.String("drain", string(out.Drain)))
+	}
+}
+
+func routeEqual(a, b route.Route) bool {
+	return a.Prefix == b.Prefix && slices.Equal(a.NextHops, b.NextHops)
+}
