@@ -7,16 +7,17 @@ import (
 	"testing"
 )
 
-const privateNetnsEnv = "BGPGW_TEST_PRIVATE_NETNS"
+const privateNetnsEnv = "BGPGW_PRIVATE_NETNS"
 
-// RunInPrivateNetns is for a package's TestMain: it re-executes the test
-// binary under `unshare --net`, so the tests run in a network namespace of
-// their own with only lo (brought up), and exits with the tests' code.
-// Everything the tests bind, connect to or route stays there.
-func RunInPrivateNetns(m *testing.M) {
+// EnterPrivateNetns makes the running program continue in a network
+// namespace of its own, with only lo (brought up): unless it already runs
+// in one, it re-executes itself under `unshare --net` and exits with the
+// child's exit code. Everything the program then binds, connects to or
+// routes stays in that namespace, which disappears with it.
+func EnterPrivateNetns() {
 	if os.Getenv(privateNetnsEnv) == "" {
 		if os.Geteuid() != 0 {
-			fmt.Fprintln(os.Stderr, "these tests need root: they run in a private network namespace")
+			fmt.Fprintln(os.Stderr, "needs root: runs in a private network namespace")
 			os.Exit(1)
 		}
 		cmd := exec.Command("unshare", append([]string{"--net", "--", os.Args[0]}, os.Args[1:]...)...)
@@ -26,7 +27,7 @@ func RunInPrivateNetns(m *testing.M) {
 			if ee, ok := err.(*exec.ExitError); ok {
 				os.Exit(ee.ExitCode())
 			}
-			fmt.Fprintln(os.Stderr, "cannot run tests in a private network namespace:", err)
+			fmt.Fprintln(os.Stderr, "cannot run in a private network namespace:", err)
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -35,5 +36,11 @@ func RunInPrivateNetns(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "ip link set lo up: %v: %s\n", err, out)
 		os.Exit(1)
 	}
+}
+
+// RunInPrivateNetns is for a package's TestMain: the tests run in a
+// private network namespace (see EnterPrivateNetns).
+func RunInPrivateNetns(m *testing.M) {
+	EnterPrivateNetns()
 	os.Exit(m.Run())
 }
