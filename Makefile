@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 60s
 
-.PHONY: all build deps lint test unit integration demo fuzz clean
+.PHONY: all build deps lint test unit integration demo bench fuzz clean
 
 all: build
 
@@ -37,6 +37,11 @@ integration: deps
 # routes and `bgpgw status`, then tears everything down.
 demo: deps
 	$(GO) run ./test/demo
+
+# Health event to withdrawal received by a real BGP peer, for 1, 100 and
+# 10,000 prefixes (p50/p99 over 200 runs): bench/out/withdraw.json.
+bench:
+	$(GO) run ./bench/withdraw -runs 200 -out bench/out/withdraw.json
 
 fuzz:
 	$(GO) test -run XXX -fuzz 'FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/config/

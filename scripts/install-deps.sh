@@ -7,7 +7,7 @@ packages=(
   frr                                   # on-prem / cloud-side router in the lab
   strongswan-charon strongswan-swanctl  # IPsec (see shared LAB-FACTS: kernel-libipsec)
   libcharon-extra-plugins libstrongswan-extra-plugins
-  iproute2 nftables iputils-ping util-linux procps
+  iproute2 nftables iputils-ping util-linux procps tcpdump
 )
 
 missing=()

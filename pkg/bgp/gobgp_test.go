@@ -13,12 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	api "github.com/osrg/gobgp/v4/api"
-	"github.com/osrg/gobgp/v4/pkg/apiutil"
-	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
-	"github.com/osrg/gobgp/v4/pkg/server"
-
 	"github.com/bgpgw/bgpgw/internal/lab"
+	"github.com/bgpgw/bgpgw/pkg/bgp/bgptest"
 )
 
 // The tests run in a private network namespace: the speakers listen on
@@ -33,48 +29,18 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// testPeer is a plain GoBGP speaker standing in for an on-prem router.
-type testPeer struct {
-	s    *server.BgpServer
-	addr netip.Addr
-}
-
-func startPeer(t *testing.T, addr string, asn uint32, port int, gw string) *testPeer {
+func startPeer(t *testing.T, addr string, asn uint32, port int, gw string) *bgptest.Peer {
 	t.Helper()
-	s := server.NewBgpServer(server.LoggerOption(slog.New(slog.DiscardHandler), nil))
-	go s.Serve()
-	t.Cleanup(s.Stop)
-	ctx := context.Background()
-	require.NoError(t, s.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn: asn, RouterId: addr, ListenPort: int32(port), ListenAddresses: []string{addr},
-	}}))
-	require.NoError(t, s.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
-		Conf:        &api.PeerConf{NeighborAddress: gw, PeerAsn: 65515},
-		Transport:   &api.Transport{LocalAddress: addr, RemotePort: uint32(port)},
-		Timers:      &api.Timers{Config: &api.TimersConfig{ConnectRetry: 1, HoldTime: 9, KeepaliveInterval: 3}},
-		TtlSecurity: &api.TtlSecurity{Enabled: true, TtlMin: 255},
-	}}))
-	return &testPeer{s: s, addr: netip.MustParseAddr(addr)}
+	p, err := bgptest.Start(context.Background(), addr, asn, port, gw, 65515)
+	require.NoError(t, err)
+	t.Cleanup(p.Stop)
+	return p
 }
 
-// routes returns what the peer holds from the gateway: prefix -> communities.
-func (p *testPeer) routes(t *testing.T) map[netip.Prefix][]uint32 {
-	out := map[netip.Prefix][]uint32{}
-	err := p.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: bgp.RF_IPv4_UC},
-		func(nlri bgp.NLRI, paths []*apiutil.Path) {
-			pfx, _ := nlriPrefix(nlri)
-			for _, path := range paths {
-				var comms []uint32
-				for _, a := range path.Attrs {
-					if c, ok := a.(*bgp.PathAttributeCommunities); ok {
-						comms = c.Value
-					}
-				}
-				out[pfx] = comms
-			}
-		})
+func routes(t *testing.T, p *bgptest.Peer) map[netip.Prefix][]uint32 {
+	r, err := p.Routes()
 	require.NoError(t, err)
-	return out
+	return r
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -101,8 +67,8 @@ func TestPerPeerAnnouncementsWithRealPeers(t *testing.T) {
 	defer a.Close()
 	b := startPeer(t, "127.0.0.2", 65010, port, "127.0.0.1")
 	c := startPeer(t, "127.0.0.3", 65020, port, "127.0.0.1")
-	peer := func(name string, p *testPeer, asn uint32) PeerConfig {
-		return PeerConfig{Name: name, Kind: KindTunnel, Address: p.addr, LocalAddress: netip.MustParseAddr("127.0.0.1"),
+	peer := func(name string, p *bgptest.Peer, asn uint32) PeerConfig {
+		return PeerConfig{Name: name, Kind: KindTunnel, Address: p.Addr, LocalAddress: netip.MustParseAddr("127.0.0.1"),
 			Port: port, PeerASN: asn, MaxPrefixes: 100, HoldTime: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: time.Second}
 	}
 	require.NoError(t, a.SetPeers(ctx, []PeerConfig{peer("b", b, 65010), peer("c", c, 65020)}))
@@ -111,9 +77,9 @@ func TestPerPeerAnnouncementsWithRealPeers(t *testing.T) {
 		return err == nil && len(st) == 2 && st[0].State == StateEstablished && st[1].State == StateEstablished
 	})
 
-	has := func(p *testPeer, want ...netip.Prefix) func() bool {
+	has := func(p *bgptest.Peer, want ...netip.Prefix) func() bool {
 		return func() bool {
-			got := p.routes(t)
+			got := routes(t, p)
 			if len(got) != len(want) {
 				return false
 			}
@@ -138,9 +104,9 @@ func TestPerPeerAnnouncementsWithRealPeers(t *testing.T) {
 	// New attributes reach every peer that has the prefix.
 	gshut := Announcement{Prefix: pA, Prepend: 2, Communities: []uint32{CommunityGracefulShutdown}}
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {gshut}, "c": {gshut, {Prefix: pB}}}))
-	for _, p := range []*testPeer{b, c} {
+	for _, p := range []*bgptest.Peer{b, c} {
 		waitFor(t, "graceful shutdown community", func() bool {
-			return slices.Equal(p.routes(t)[pA], []uint32{CommunityGracefulShutdown})
+			return slices.Equal(routes(t, p)[pA], []uint32{CommunityGracefulShutdown})
 		})
 	}
 

@@ -1,0 +1,311 @@
+// Command withdraw measures the time from a health event to the withdrawal
+// being received by a real BGP peer, for 1, 100 and 10,000 announced
+// prefixes: a failing instance check goes into bgpgw's decision core, its
+// output into the GoBGP speaker, and a separate GoBGP speaker (the on-prem
+// side) timestamps every prefix of the UPDATEs it receives. The latency of
+// one run is from the check result to the last withdrawn prefix received.
+// The peer runs in a process of its own. Everything runs in a private
+// network namespace on loopback.
+//
+// It prints p50/p99 per size and writes bench/out/withdraw.json.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bgpgw/bgpgw/internal/lab"
+	"github.com/bgpgw/bgpgw/pkg/bgp"
+	"github.com/bgpgw/bgpgw/pkg/bgp/bgptest"
+	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/core"
+)
+
+type result struct {
+	Prefixes int     `json:"prefixes"`
+	Runs     int     `json:"runs"`
+	P50ms    float64 `json:"p50_ms"`
+	P99ms    float64 `json:"p99_ms"`
+	MaxMs    float64 `json:"max_ms"`
+	// LocalP50ms is the median time bgpgw itself took: from the event to
+	// SetAnnouncements returning (the withdrawals handed to GoBGP).
+	LocalP50ms float64 `json:"local_p50_ms"`
+}
+
+func main() {
+	runs := flag.Int("runs", 200, "runs per size")
+	sizes := flag.String("sizes", "1,100,10000", "numbers of prefixes, comma-separated")
+	out := flag.String("out", "bench/out/withdraw.json", "JSON output")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
+	peerPort := flag.Int("peer-mode", 0, "internal: run the stand-in peer on this port")
+	peerN := flag.Int("peer-n", 0, "internal: prefixes the stand-in peer expects")
+	flag.Parse()
+	if *peerPort != 0 {
+		if err := runPeer(*peerPort, *peerN); err != nil {
+			fmt.Fprintln(os.Stderr, "peer:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	lab.EnterPrivateNetns()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	var results []result
+	for _, f := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 60000 {
+			fmt.Fprintf(os.Stderr, "-sizes: bad size %q\n", f)
+			os.Exit(2)
+		}
+		r, err := measure(n, *runs)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "withdraw bench (%d prefixes): %v\n", n, err)
+			os.Exit(1)
+		}
+		fmt.Printf("%6d prefixes: p50 %7.3f ms  p99 %7.3f ms  max %7.3f ms  (%d runs; bgpgw's own part, event to UPDATEs queued: p50 %.3f ms)\n",
+			r.Prefixes, r.P50ms, r.P99ms, r.MaxMs, r.Runs, r.LocalP50ms)
+		results = append(results, r)
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	data, _ := json.MarshalIndent(results, "", "  ")
+	if err := os.WriteFile(*out, append(data, '\n'), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("wrote", *out)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// peerProcess is the stand-in on-prem router, in a process of its own so
+// that its work and garbage do not slow the speaker being measured. It
+// prints "held COUNT UNIXNANO" each time it holds none or all of the
+// prefixes; the time is when the last UPDATE that got it there arrived.
+type peerProcess struct {
+	cmd   *exec.Cmd
+	lines chan [2]int64
+}
+
+func startPeerProcess(port, n int) (*peerProcess, error) {
+	cmd := exec.Command(os.Args[0], "-peer-mode", strconv.Itoa(port), "-peer-n", strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &peerProcess{cmd: cmd, lines: make(chan [2]int64, 16)}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var held, at int64
+			if _, err := fmt.Sscanf(sc.Text(), "held %d %d", &held, &at); err == nil {
+				p.lines <- [2]int64{held, at}
+			}
+		}
+		close(p.lines)
+	}()
+	return p, nil
+}
+
+// wait returns when the peer reports holding want prefixes.
+func (p *peerProcess) wait(want int, timeout time.Duration) (time.Time, error) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				return time.Time{}, fmt.Errorf("peer process exited")
+			}
+			if l[0] == int64(want) {
+				return time.Unix(0, l[1]), nil
+			}
+		case <-deadline:
+			return time.Time{}, fmt.Errorf("peer does not hold %d prefixes", want)
+		}
+	}
+}
+
+func (p *peerProcess) stop() {
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+}
+
+func runPeer(port, n int) error {
+	ctx := context.Background()
+	peer, err := bgptest.Start(ctx, "127.0.0.2", 65010, port, "127.0.0.1", 65515)
+	if err != nil {
+		return err
+	}
+	defer peer.Stop()
+	held := map[netip.Prefix]bool{}
+	var mu sync.Mutex
+	err = peer.WatchUpdates(ctx, func(u bgptest.Update) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		before := len(held)
+		if u.Withdraw {
+			delete(held, u.Prefix)
+		} else {
+			held[u.Prefix] = true
+		}
+		if after := len(held); after != before && (after == 0 || after == n) {
+			fmt.Printf("held %d %d\n", after, now.UnixNano())
+		}
+	})
+	if err != nil {
+		return err
+	}
+	select {} // until killed
+}
+
+func measure(n, runs int) (result, error) {
+	ctx := context.Background()
+	port, err := freePort()
+	if err != nil {
+		return result{}, err
+	}
+	var announce []string
+	for i := range n {
+		announce = append(announce, fmt.Sprintf("10.%d.%d.0/24", 100+i/256, i%256))
+	}
+	yaml := fmt.Sprintf(`
+instance: {name: bench, mode: active-active}
+bgp: {asn: 65515, router_id: 192.0.2.1, listen_port: %d, listen_addresses: [127.0.0.1]}
+announce: %s
+ipsec: {mode: none}
+tunnels:
+  - {name: t1, inside: {local: 127.0.0.1/8, remote: 127.0.0.2}, peer_asn: 65010}
+health:
+  - {name: uplink, kind: link, target: eth1}
+hold_down: {initial: 1ms, max: 1ms, decay: 1ms}
+`, port, must(json.Marshal(announce)))
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		return result{}, err
+	}
+	speaker, err := bgp.NewGoBGP(ctx, bgp.Global{ASN: 65515, RouterID: cfg.BGP.RouterID, ListenPort: port,
+		ListenAddresses: cfg.BGP.ListenAddresses, Never: cfg.Announce}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return result{}, err
+	}
+	defer speaker.Close()
+	peer, err := startPeerProcess(port, n)
+	if err != nil {
+		return result{}, err
+	}
+	defer peer.stop()
+	err = speaker.SetPeers(ctx, []bgp.PeerConfig{{Name: "t1", Kind: bgp.KindTunnel, Address: netip.MustParseAddr("127.0.0.2"),
+		LocalAddress: netip.MustParseAddr("127.0.0.1"), Port: port, PeerASN: 65010, MaxPrefixes: 100,
+		HoldTime: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: time.Second}})
+	if err != nil {
+		return result{}, err
+	}
+	// The core runs on a virtual clock that jumps a minute per run, so the
+	// hold-down never delays the re-announcement between runs.
+	vclock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := core.New(cfg, vclock)
+	apply := func() error {
+		c.Tick(vclock)
+		return speaker.SetAnnouncements(ctx, c.Output(vclock).Announcements)
+	}
+	if err := waitEstablished(ctx, speaker); err != nil {
+		return result{}, err
+	}
+	c.SessionState(vclock, "t1", true, nil)
+	c.CheckResult(vclock, "uplink", true)
+	if err := apply(); err != nil {
+		return result{}, err
+	}
+	if _, err := peer.wait(n, time.Minute); err != nil {
+		return result{}, fmt.Errorf("initial announcement: %w", err)
+	}
+
+	var lat, local []time.Duration
+	for range runs {
+		t0 := time.Now()
+		c.CheckResult(vclock, "uplink", false)
+		if err := apply(); err != nil {
+			return result{}, err
+		}
+		local = append(local, time.Since(t0))
+		last, err := peer.wait(0, time.Minute)
+		if err != nil {
+			return result{}, fmt.Errorf("withdrawal: %w", err)
+		}
+		lat = append(lat, last.Sub(t0))
+		vclock = vclock.Add(time.Minute)
+		c.CheckResult(vclock, "uplink", true)
+		vclock = vclock.Add(time.Second) // past the (1 ms) hold-down
+		if err := apply(); err != nil {
+			return result{}, err
+		}
+		if _, err := peer.wait(n, time.Minute); err != nil {
+			return result{}, fmt.Errorf("re-announcement: %w", err)
+		}
+	}
+	slices.Sort(lat)
+	slices.Sort(local)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return result{Prefixes: n, Runs: runs, P50ms: ms(lat[len(lat)/2]), P99ms: ms(lat[len(lat)*99/100]), MaxMs: ms(lat[len(lat)-1]),
+		LocalP50ms: ms(local[len(local)/2])}, nil
+}
+
+func waitEstablished(ctx context.Context, s bgp.Speaker) error {
+	deadline := time.After(30 * time.Second)
+	for {
+		st, err := s.Status(ctx)
+		if err == nil && len(st) == 1 && st[0].State == bgp.StateEstablished {
+			return nil
+		}
+		select {
+		case <-s.Changed():
+		case <-deadline:
+			return fmt.Errorf("session not established: %v %v", st, err)
+		}
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

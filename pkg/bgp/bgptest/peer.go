@@ -1,0 +1,92 @@
+// Package bgptest provides a plain GoBGP speaker that stands in for a
+// remote router (an on-prem device) in tests and benchmarks of bgpgw's
+// speaker. It belongs with pkg/bgp: the only other place that imports GoBGP.
+package bgptest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
+)
+
+// Peer is a GoBGP speaker with one eBGP session toward the gateway.
+type Peer struct {
+	s    *server.BgpServer
+	Addr netip.Addr
+}
+
+// Update is one prefix in an UPDATE the peer received.
+type Update struct {
+	Prefix   netip.Prefix
+	Withdraw bool
+	At       time.Time
+}
+
+// Start runs a peer at addr:port (AS asn) with a session to gw:port
+// (AS gwASN), GTSM on, accepting everything.
+func Start(ctx context.Context, addr string, asn uint32, port int, gw string, gwASN uint32) (*Peer, error) {
+	s := server.NewBgpServer(server.LoggerOption(slog.New(slog.DiscardHandler), nil))
+	go s.Serve()
+	err := s.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn: asn, RouterId: addr, ListenPort: int32(port), ListenAddresses: []string{addr},
+	}})
+	if err == nil {
+		err = s.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
+			Conf:        &api.PeerConf{NeighborAddress: gw, PeerAsn: gwASN},
+			Transport:   &api.Transport{LocalAddress: addr, RemotePort: uint32(port)},
+			Timers:      &api.Timers{Config: &api.TimersConfig{ConnectRetry: 1, HoldTime: 9, KeepaliveInterval: 3}},
+			TtlSecurity: &api.TtlSecurity{Enabled: true, TtlMin: 255},
+		}})
+	}
+	if err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("test peer %s: %w", addr, err)
+	}
+	return &Peer{s: s, Addr: netip.MustParseAddr(addr)}, nil
+}
+
+// Stop stops the peer.
+func (p *Peer) Stop() { p.s.Stop() }
+
+// WatchUpdates calls fn for every prefix in every UPDATE received, as it
+// arrives (before the peer's own policy), until ctx ends.
+func (p *Peer) WatchUpdates(ctx context.Context, fn func(Update)) error {
+	return p.s.WatchEvent(ctx, server.WatchEventMessageCallbacks{
+		OnPathUpdate: func(paths []*apiutil.Path, at time.Time) {
+			for _, path := range paths {
+				if pfx, ok := path.Nlri.(*bgp.IPAddrPrefix); ok {
+					fn(Update{Prefix: pfx.Prefix, Withdraw: path.Withdrawal, At: at})
+				}
+			}
+		},
+	}, server.WatchUpdate(false, "", ""))
+}
+
+// Routes returns the IPv4 routes the peer holds: prefix -> communities.
+func (p *Peer) Routes() (map[netip.Prefix][]uint32, error) {
+	out := map[netip.Prefix][]uint32{}
+	err := p.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: bgp.RF_IPv4_UC},
+		func(nlri bgp.NLRI, paths []*apiutil.Path) {
+			pfx, ok := nlri.(*bgp.IPAddrPrefix)
+			if !ok {
+				return
+			}
+			for _, path := range paths {
+				var comms []uint32
+				for _, a := range path.Attrs {
+					if c, ok := a.(*bgp.PathAttributeCommunities); ok {
+						comms = c.Value
+					}
+				}
+				out[pfx.Prefix] = comms
+			}
+		})
+	return out, err
+}

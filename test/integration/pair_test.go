@@ -1,0 +1,378 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/bgpgw/bgpgw/internal/lab"
+)
+
+// pairLab is a gateway pair between an on-prem FRR router and a cloud-side
+// FRR router, each with a host behind it:
+//
+//	oh 10.1.0.10 ── op (AS 65010) ══ tunnels ══ gw1, gw2 (AS 65515) ── cr (AS 65100) ── ch 10.10.0.10
+//
+// The "tunnels" are veth links (ipsec.mode none): 169.254.2N.0/30 between
+// op and gwN. The cloud-side links are 10.10.N.0/30 between gwN and cr.
+type pairLab struct {
+	l              *lab.Lab
+	oh, op, cr, ch *lab.Netns
+	gwNS           [2]*lab.Netns
+	gw             [2]*lab.Gateway
+	opFRR, crFRR   *lab.FRR
+	probe          string
+	gwConfig       [2]string
+	stateFiles     [2]string
+	diagnostics    func() string
+}
+
+const pairOnprem = `frr defaults datacenter
+hostname op
+!
+ip route 10.1.0.0/16 blackhole
+!
+router bgp 65010
+ bgp router-id 198.51.100.1
+ no bgp ebgp-requires-policy
+ neighbor 169.254.21.1 remote-as 65515
+ neighbor 169.254.21.1 ttl-security hops 1
+ neighbor 169.254.22.1 remote-as 65515
+ neighbor 169.254.22.1 ttl-security hops 1
+ address-family ipv4 unicast
+  network 10.1.0.0/16
+  maximum-paths 4
+ exit-address-family
+!
+`
+
+const pairCloud = `frr defaults datacenter
+hostname cr
+!
+router bgp 65100
+ bgp router-id 10.10.0.1
+ no bgp ebgp-requires-policy
+ neighbor 10.10.1.1 remote-as 65515
+ neighbor 10.10.1.1 ttl-security hops 1
+ neighbor 10.10.2.1 remote-as 65515
+ neighbor 10.10.2.1 ttl-security hops 1
+ address-family ipv4 unicast
+  maximum-paths 4
+ exit-address-family
+!
+`
+
+const pairGateway = `
+instance: {name: gw%[1]d, mode: %[2]s%[3]s}
+bgp: {asn: 65515, router_id: 192.0.2.%[1]d}
+announce: [10.10.0.0/16]
+ipsec: {mode: none}
+tunnels:
+  - name: onprem
+    inside: {local: 169.254.2%[1]d.1/30, remote: 169.254.2%[1]d.2}
+    peer_asn: 65010
+    accept: ["10.1.0.0/16 le 24"]
+cloud_peers:
+  - {name: cr, address: 10.10.%[1]d.2, local_address: 10.10.%[1]d.1, peer_asn: 65100}
+health:
+  - {name: uplink, kind: link, target: up0}
+drain: {time: 2s, state_file: %[4]s}
+api: {socket: %[5]s}
+`
+
+func newPairLab(t *testing.T, ctx context.Context, mode string) *pairLab {
+	t.Helper()
+	p := &pairLab{l: lab.ForTest(t)}
+	l := p.l
+	ns := func(name string) *lab.Netns {
+		n, err := l.Netns(name)
+		require.NoError(t, err)
+		return n
+	}
+	p.oh, p.op, p.cr, p.ch = ns("oh"), ns("op"), ns("cr"), ns("ch")
+	p.gwNS = [2]*lab.Netns{ns("gw1"), ns("gw2")}
+	link := func(a *lab.Netns, aIf, aAddr string, b *lab.Netns, bIf, bAddr string) {
+		require.NoError(t, l.Link(a, aIf, aAddr, b, bIf, bAddr))
+	}
+	link(p.oh, "eth0", "10.1.0.10/24", p.op, "host0", "10.1.0.1/24")
+	link(p.ch, "eth0", "10.10.0.10/24", p.cr, "host0", "10.10.0.1/24")
+	for i, gw := range p.gwNS {
+		n := i + 1
+		link(gw, "tun0", fmt.Sprintf("169.254.2%d.1/30", n), p.op, fmt.Sprintf("gw%d", n), fmt.Sprintf("169.254.2%d.2/30", n))
+		link(gw, "up0", fmt.Sprintf("10.10.%d.1/30", n), p.cr, fmt.Sprintf("gw%d", n), fmt.Sprintf("10.10.%d.2/30", n))
+		// The cloud side is reached through the cloud router: the host's
+		// own routing, not bgpgw's job.
+		require.NoError(t, gw.AddRoute(ctx, "10.10.0.0/16", "via", fmt.Sprintf("10.10.%d.2", n)))
+	}
+	require.NoError(t, p.oh.AddRoute(ctx, "default", "via", "10.1.0.1"))
+	require.NoError(t, p.ch.AddRoute(ctx, "default", "via", "10.10.0.1"))
+	for _, r := range []*lab.Netns{p.op, p.cr} {
+		require.NoError(t, r.Sysctl(ctx, "net.ipv4.fib_multipath_hash_policy", "1"))
+	}
+	var err error
+	p.opFRR, err = l.StartFRR(p.op, l.Prefix()+"op", pairOnprem, "zebra", "bgpd", "staticd")
+	require.NoError(t, err)
+	p.crFRR, err = l.StartFRR(p.cr, l.Prefix()+"cr", pairCloud, "zebra", "bgpd")
+	require.NoError(t, err)
+	p.probe, err = lab.BuildUDPProbe(ctx, l.Dir())
+	require.NoError(t, err)
+	for i := range p.gwNS {
+		role := ""
+		if mode == "active-standby" {
+			role = ", role: primary"
+			if i == 1 {
+				role = ", role: standby"
+			}
+		}
+		name := fmt.Sprintf("gw%d", i+1)
+		p.stateFiles[i] = filepath.Join(l.Dir(), name+".drained")
+		p.gwConfig[i] = fmt.Sprintf(pairGateway, i+1, mode, role, p.stateFiles[i], l.SocketPath(name))
+		p.gw[i], err = l.StartGateway(ctx, p.gwNS[i], bgpgwBin, name, p.gwConfig[i])
+		require.NoError(t, err)
+	}
+	p.diagnostics = func() string {
+		var b strings.Builder
+		for _, g := range p.gw {
+			if g != nil {
+				st, _ := g.CLI(ctx, "status")
+				fmt.Fprintf(&b, "--- %s status:\n%s\n--- %s log:\n%s\n", g.Name, st, g.Name, g.LogTail(25))
+			}
+		}
+		op, _ := p.opFRR.Vtysh(ctx, "show bgp ipv4 unicast")
+		cr, _ := p.crFRR.Vtysh(ctx, "show bgp ipv4 unicast")
+		fmt.Fprintf(&b, "--- op:\n%s\n--- cr:\n%s\n", op, cr)
+		return b.String()
+	}
+	// Both instances carry: op has the cloud prefix from both, cr the on-prem one.
+	require.NoError(t, lab.Poll(ctx, 100*time.Millisecond, func() (bool, error) {
+		a, err := p.paths(ctx, p.opFRR, "10.10.0.0/16")
+		if err != nil || len(a) != 2 {
+			return false, err
+		}
+		b, err := p.paths(ctx, p.crFRR, "10.1.0.0/16")
+		return len(b) == 2, err
+	}), "pair did not come up\n%s", p.diagnostics())
+	return p
+}
+
+// path is one BGP path as FRR shows it.
+type path struct {
+	NextHop     string
+	ASPath      string
+	LocalPref   int
+	Best        bool
+	Communities string
+}
+
+// paths returns FRR's paths for one prefix.
+func (p *pairLab) paths(ctx context.Context, frr *lab.FRR, prefix string) ([]path, error) {
+	var out struct {
+		Paths []struct {
+			ASPath struct {
+				String string `json:"string"`
+			} `json:"aspath"`
+			LocalPref int `json:"locPrf"`
+			BestPath  struct {
+				Overall bool `json:"overall"`
+			} `json:"bestpath"`
+			Community struct {
+				String string `json:"string"`
+			} `json:"community"`
+			Nexthops []struct {
+				IP string `json:"ip"`
+			} `json:"nexthops"`
+		} `json:"paths"`
+	}
+	if err := frr.JSON(ctx, "show bgp ipv4 unicast "+prefix+" json", &out); err != nil {
+		return nil, err
+	}
+	var l []path
+	for _, x := range out.Paths {
+		pp := path{ASPath: x.ASPath.String, LocalPref: x.LocalPref, Best: x.BestPath.Overall, Communities: x.Community.String}
+		if len(x.Nexthops) > 0 {
+			pp.NextHop = x.Nexthops[0].IP
+		}
+		l = append(l, pp)
+	}
+	return l, nil
+}
+
+// traffic runs 4 flows each way between the hosts for d and returns both reports.
+func (p *pairLab) traffic(t *testing.T, ctx context.Context, d time.Duration, during func()) (lab.TrafficReport, lab.TrafficReport) {
+	t.Helper()
+	up, err := p.l.StartTraffic(ctx, p.probe, p.oh, p.ch, "10.10.0.10", 40000, 4, time.Millisecond, d)
+	require.NoError(t, err)
+	down, err := p.l.StartTraffic(ctx, p.probe, p.ch, p.oh, "10.1.0.10", 41000, 4, time.Millisecond, d)
+	require.NoError(t, err)
+	require.NoError(t, up.WaitReceiving(ctx), p.diagnostics())
+	require.NoError(t, down.WaitReceiving(ctx), p.diagnostics())
+	during()
+	ru, err := up.Stop(ctx)
+	require.NoError(t, err)
+	rd, err := down.Stop(ctx)
+	require.NoError(t, err)
+	t.Logf("on-prem -> cloud: %s", ru.String())
+	t.Logf("cloud -> on-prem: %s", rd.String())
+	return ru, rd
+}
+
+func TestPairDrainAndStopLoseNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	p := newPairLab(t, ctx, "active-active")
+
+	up, down := p.traffic(t, ctx, 12*time.Second, func() {
+		// Drain gw1: before anything is withdrawn, FRR shows gw1's path with
+		// the community and local-pref 0, and prefers gw2.
+		_, err := p.gw[0].CLI(ctx, "drain")
+		require.NoError(t, err)
+		require.NoError(t, lab.Poll(ctx, 20*time.Millisecond, func() (bool, error) {
+			ps, err := p.paths(ctx, p.opFRR, "10.10.0.0/16")
+			if err != nil || len(ps) != 2 {
+				return false, err
+			}
+			for _, x := range ps {
+				if x.NextHop == "169.254.21.1" {
+					return strings.Contains(x.Communities, "graceful-shutdown") && x.LocalPref == 0 && !x.Best, nil
+				}
+			}
+			return false, nil
+		}), "on-prem FRR did not move away from the draining instance\n%s", p.diagnostics())
+		ps, _ := p.paths(ctx, p.opFRR, "10.10.0.0/16")
+		t.Logf("during drain, on-prem FRR paths: %+v", ps)
+		// Then gw1 withdraws and closes its sessions.
+		require.NoError(t, lab.Poll(ctx, 50*time.Millisecond, func() (bool, error) {
+			ps, err := p.paths(ctx, p.opFRR, "10.10.0.0/16")
+			return len(ps) == 1 && ps[0].NextHop == "169.254.22.1", err
+		}), p.diagnostics())
+		// Undrain gw1 and wait for the pair to be whole again.
+		_, err = p.gw[0].CLI(ctx, "undrain")
+		require.NoError(t, err)
+		require.NoError(t, lab.Poll(ctx, 100*time.Millisecond, func() (bool, error) {
+			a, err := p.paths(ctx, p.opFRR, "10.10.0.0/16")
+			if err != nil || len(a) != 2 {
+				return false, err
+			}
+			b, err := p.paths(ctx, p.crFRR, "10.1.0.0/16")
+			return len(b) == 2, err
+		}), "pair not whole after undrain\n%s", p.diagnostics())
+		// Stop gw2 with SIGTERM: it drains, then exits.
+		require.NoError(t, p.gw[1].Proc.Signal(syscall.SIGTERM))
+		wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+		defer wcancel()
+		require.NoError(t, p.gw[1].Proc.Wait(wctx), p.diagnostics())
+	})
+	require.Zero(t, up.Lost, "on-prem -> cloud lost datagrams through drain and stop")
+	require.Zero(t, down.Lost, "cloud -> on-prem lost datagrams through drain and stop")
+	require.Greater(t, up.Received, 20000)
+}
+
+func TestPairActiveStandbyPrefersPrimary(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newPairLab(t, ctx, "active-standby")
+	ps, err := p.paths(ctx, p.opFRR, "10.10.0.0/16")
+	require.NoError(t, err)
+	for _, x := range ps {
+		switch x.NextHop {
+		case "169.254.21.1":
+			require.True(t, x.Best, "the primary is preferred: %+v", ps)
+			require.Equal(t, "65515", x.ASPath)
+		case "169.254.22.1":
+			require.False(t, x.Best)
+			require.Equal(t, "65515 65515 65515 65515", x.ASPath, "the standby prepends")
+		}
+	}
+	// Promote the standby at runtime: no session resets, and FRR switches.
+	_, err = p.gw[0].CLI(ctx, "role", "standby")
+	require.NoError(t, err)
+	_, err = p.gw[1].CLI(ctx, "role", "primary")
+	require.NoError(t, err)
+	require.NoError(t, lab.Poll(ctx, 50*time.Millisecond, func() (bool, error) {
+		ps, err := p.paths(ctx, p.opFRR, "10.10.0.0/16")
+		for _, x := range ps {
+			if x.Best {
+				return x.NextHop == "169.254.22.1" && x.ASPath == "65515", err
+			}
+		}
+		return false, err
+	}), p.diagnostics())
+	nb, err := p.opFRR.Neighbors(ctx)
+	require.NoError(t, err)
+	for addr, n := range nb {
+		require.Zero(t, n.Dropped, "session with %s was reset by the role change", addr)
+		require.Equal(t, "Established", n.State, addr)
+	}
+}
+
+func TestPairUplinkDownWithdraws(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newPairLab(t, ctx, "active-active")
+	// Capture BGP on the on-prem router's side of gw1's tunnel, to time the
+	// withdrawal on the wire.
+	capture := filepath.Join(p.l.Dir(), "bgp-gw1.txt")
+	tcpdump, err := p.l.Start(p.op, capture, "tcpdump", "-i", "gw1", "-n", "-tt", "-l", "-U", "tcp", "port", "179")
+	require.NoError(t, err)
+	require.NoError(t, lab.Poll(ctx, 20*time.Millisecond, func() (bool, error) {
+		b, _ := os.ReadFile(capture)
+		return strings.Contains(string(b), "listening on"), nil
+	}))
+	start := time.Now()
+	_, err = p.gwNS[0].IP(ctx, "link", "set", "up0", "down")
+	require.NoError(t, err)
+	require.NoError(t, lab.Poll(ctx, time.Millisecond, func() (bool, error) {
+		ps, err := p.paths(ctx, p.opFRR, "10.10.0.0/16")
+		return len(ps) == 1 && ps[0].NextHop == "169.254.22.1", err
+	}), p.diagnostics())
+	seen := time.Since(start)
+	require.NoError(t, tcpdump.Signal(syscall.SIGTERM))
+	wire := firstUpdateAfter(t, capture, "169.254.21.1.179", start)
+	t.Logf("cloud-side uplink down -> withdrawal from gw1 on the wire at the on-prem router: %s (link-down command issued at 0; FRR's table, polled through vtysh, showed it after %s)",
+		wire.Round(100*time.Microsecond), seen.Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "uplink-down withdrawal on the wire: %s\n", wire.Round(100*time.Microsecond))
+	require.Less(t, wire, 50*time.Millisecond, "goal: withdrawn within 50 ms of the uplink going down")
+	// Back up: re-announced after the hold-down.
+	_, err = p.gwNS[0].IP(ctx, "link", "set", "up0", "up")
+	require.NoError(t, err)
+	require.NoError(t, lab.Poll(ctx, 50*time.Millisecond, func() (bool, error) {
+		ps, err := p.paths(ctx, p.opFRR, "10.10.0.0/16")
+		return len(ps) == 2, err
+	}), p.diagnostics())
+}
+
+// firstUpdateAfter returns how long after start the first BGP message
+// longer than a KEEPALIVE (19 bytes) left from (tcpdump's "addr.port")
+// appears in a `tcpdump -tt -n` capture.
+func firstUpdateAfter(t *testing.T, capture, from string, start time.Time) time.Duration {
+	t.Helper()
+	data, err := os.ReadFile(capture)
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[2] != from || !strings.Contains(line, "length") {
+			continue
+		}
+		var sec, usec int64
+		if _, err := fmt.Sscanf(f[0], "%d.%d", &sec, &usec); err != nil {
+			continue
+		}
+		at := time.Unix(sec, usec*1000)
+		var n int
+		if i := strings.LastIndex(line, "length "); i >= 0 {
+			_, _ = fmt.Sscanf(line[i:], "length %d", &n)
+		}
+		if at.After(start) && n > 19 {
+			return at.Sub(start)
+		}
+	}
+	t.Fatalf("no BGP UPDATE from %s after the link went down in the capture:\n%s", from, data)
+	return 0
+}
