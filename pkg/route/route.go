@@ -8,8 +8,10 @@
 // tagged with another protocol (the kernel's, static ones, another routing daemon's) are never
 // changed or deleted, even when they cover the same prefix.
 //
-// This is the only package of bgpgw that talks to the kernel about routes through netlink;
-// netlink types stay inside it.
+// It also watches link state ([LinkWatcher]) for the link health checks: events, not polling.
+//
+// This is the only package of bgpgw that talks to the kernel through netlink; netlink types
+// stay inside it.
 package route
 
 import (
