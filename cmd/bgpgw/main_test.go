@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -61,9 +60,9 @@ func writeConfig(t *testing.T, mode string) (path, socket string) {
 }
 
 // startRun runs `bgpgw run` in-process and waits for its API.
-func startRun(t *testing.T, ctx context.Context, path, socket string) (<-chan int, *syncBuffer, api.Status) {
+func startRun(t *testing.T, ctx context.Context, path, socket string) (<-chan int, *lab.SyncBuffer, api.Status) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &lab.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- execute(context.Background(), []string{"run", "--config", path}, io.Discard, logs) }()
 	client := api.NewClient(socket)
@@ -83,7 +82,7 @@ func startRun(t *testing.T, ctx context.Context, path, socket string) (<-chan in
 }
 
 // stopRun sends SIGTERM and waits for run to return 0.
-func stopRun(t *testing.T, ctx context.Context, done <-chan int, logs *syncBuffer) {
+func stopRun(t *testing.T, ctx context.Context, done <-chan int, logs *lab.SyncBuffer) {
 	t.Helper()
 	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
 	select {
@@ -92,24 +91,6 @@ func stopRun(t *testing.T, ctx context.Context, done <-chan int, logs *syncBuffe
 	case <-ctx.Done():
 		t.Fatalf("run did not exit after SIGTERM:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the daemon's log writes and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestRunLifecycle(t *testing.T) {

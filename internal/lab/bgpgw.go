@@ -15,12 +15,17 @@ import (
 // BuildBgpgw compiles cmd/bgpgw into dir and returns the binary's path.
 // It runs from any directory inside the module.
 func BuildBgpgw(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "bgpgw")
+	return buildGo(ctx, dir, "bgpgw", "github.com/bgpgw/bgpgw/cmd/bgpgw")
+}
+
+// buildGo compiles a main package of this module into dir/name.
+func buildGo(ctx context.Context, dir, name, pkg string) (string, error) {
+	bin := filepath.Join(dir, name)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/bgpgw/bgpgw/cmd/bgpgw")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build bgpgw: %w\n%s", err, out)
+		return "", fmt.Errorf("build %s: %w\n%s", name, err, out)
 	}
 	return bin, nil
 }

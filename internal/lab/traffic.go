@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,14 +17,7 @@ import (
 // BuildUDPProbe compiles test/udpprobe, the traffic probe, into dir and
 // returns the binary's path. It runs from any directory inside the module.
 func BuildUDPProbe(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "udpprobe")
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/bgpgw/bgpgw/test/udpprobe")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build udpprobe: %w\n%s", err, out)
-	}
-	return bin, nil
+	return buildGo(ctx, dir, "udpprobe", "github.com/bgpgw/bgpgw/test/udpprobe")
 }
 
 // Flows is one direction of probe traffic: a udpprobe receiver in To and a

@@ -3,8 +3,6 @@ package health
 import (
 	"context"
 	"log/slog"
-	"os"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -12,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
@@ -21,34 +18,6 @@ import (
 )
 
 var _ LinkWatcher = (*route.LinkWatcher)(nil)
-
-// newTestNetns creates a fresh, unnamed network namespace and returns a handle to it, with the
-// calling thread back in its original namespace. It disappears when the handle is closed.
-func newTestNetns(t *testing.T) netns.NsHandle {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("get current netns: %v", err)
-	}
-	defer orig.Close()
-	ns, err := netns.New() // creates the namespace and moves this thread into it
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("create netns: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		ns.Close() // the thread stays locked and dies with this goroutine
-		t.Fatalf("back to the original netns: %v", err)
-	}
-	runtime.UnlockOSThread()
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
 
 // waitOper waits until the kernel reports the link's operational state.
 func waitOper(t *testing.T, h *netlink.Handle, name string, want netlink.LinkOperState) {
@@ -82,7 +51,7 @@ func arrivals(t *testing.T, r *Runner, want map[string]bool) map[string]time.Tim
 // from a link going down in the kernel to its result reaching the consumer.
 func TestLinkCheckLatency(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	ns := newTestNetns(t)
+	ns := lab.NewNetnsHandle(t)
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	require.NoError(t, err)
 	defer h.Close()

@@ -1,12 +1,10 @@
 package health
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/bgpgw/bgpgw/internal/lab"
 )
 
 // wait bounds every wait for something the runner's goroutines do; time itself is fake.
@@ -172,24 +172,6 @@ func TestRunnerTimeout(t *testing.T) {
 	assert.EqualValues(t, 2, stuckCalls.Load())
 }
 
-// syncBuffer is a log destination safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRunnerCoalesce(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	const n = 10
@@ -210,7 +192,7 @@ func TestRunnerCoalesce(t *testing.T) {
 	}}
 	clk := newFakeClock()
 	clk.stops = make(chan time.Duration, 100)
-	var logs syncBuffer
+	var logs lab.SyncBuffer
 	r, err := newRunner([]Check{probe("a", time.Second, 500*time.Millisecond)}, nil, clk,
 		slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), probes.newProbe)
 	require.NoError(t, err)

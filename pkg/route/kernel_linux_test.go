@@ -4,8 +4,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"runtime"
 	"slices"
 	"syscall"
 	"testing"
@@ -13,40 +11,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-)
 
-// newTestNetns creates a fresh, unnamed network namespace and returns a handle to it, with
-// the calling thread back in its original namespace. The namespace disappears when the test
-// ends and the handle is closed.
-func newTestNetns(t *testing.T) netns.NsHandle {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("get current netns: %v", err)
-	}
-	defer orig.Close()
-	ns, err := netns.New() // creates the namespace and moves this thread into it
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("create netns: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: it dies with this goroutine instead of running other
-		// goroutines in the wrong namespace.
-		ns.Close()
-		t.Fatalf("back to the original netns: %v", err)
-	}
-	runtime.UnlockOSThread()
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
+	"github.com/bgpgw/bgpgw/internal/lab"
+)
 
 // ownRoutes describes the routes tagged with protocol in every table of the namespace h
 // works in.
@@ -74,7 +42,7 @@ func TestKernel(t *testing.T) {
 	defer host.Close()
 	hostBefore := ownRoutes(t, host, proto)
 
-	ns := newTestNetns(t)
+	ns := lab.NewNetnsHandle(t)
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	require.NoError(t, err)
 	defer h.Close()

@@ -132,7 +132,7 @@ func setLink(t *testing.T, h *netlink.Handle, name string, up bool) {
 }
 
 func testNetnsHandle(t *testing.T) (netns.NsHandle, *netlink.Handle) {
-	ns := newTestNetns(t)
+	ns := lab.NewNetnsHandle(t)
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	require.NoError(t, err)
 	t.Cleanup(h.Close)

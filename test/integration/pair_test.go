@@ -150,16 +150,21 @@ func newPairLab(t *testing.T, ctx context.Context, mode string) *pairLab {
 		fmt.Fprintf(&b, "--- op:\n%s\n--- cr:\n%s\n", op, cr)
 		return b.String()
 	}
-	// Both instances carry: op has the cloud prefix from both, cr the on-prem one.
-	require.NoError(t, lab.Poll(ctx, 100*time.Millisecond, func() (bool, error) {
+	require.NoError(t, p.waitWhole(ctx), "pair did not come up\n%s", p.diagnostics())
+	return p
+}
+
+// waitWhole waits until both instances carry: the on-prem router has the
+// cloud prefix from both, the cloud router the on-prem prefix from both.
+func (p *pairLab) waitWhole(ctx context.Context) error {
+	return lab.Poll(ctx, 100*time.Millisecond, func() (bool, error) {
 		a, err := p.paths(ctx, p.opFRR, "10.10.0.0/16")
 		if err != nil || len(a) != 2 {
 			return false, err
 		}
 		b, err := p.paths(ctx, p.crFRR, "10.1.0.0/16")
 		return len(b) == 2, err
-	}), "pair did not come up\n%s", p.diagnostics())
-	return p
+	})
 }
 
 // path is one BGP path as FRR shows it.
@@ -255,14 +260,7 @@ func TestPairDrainAndStopLoseNothing(t *testing.T) {
 		// Undrain gw1 and wait for the pair to be whole again.
 		_, err = p.gw[0].CLI(ctx, "undrain")
 		require.NoError(t, err)
-		require.NoError(t, lab.Poll(ctx, 100*time.Millisecond, func() (bool, error) {
-			a, err := p.paths(ctx, p.opFRR, "10.10.0.0/16")
-			if err != nil || len(a) != 2 {
-				return false, err
-			}
-			b, err := p.paths(ctx, p.crFRR, "10.1.0.0/16")
-			return len(b) == 2, err
-		}), "pair not whole after undrain\n%s", p.diagnostics())
+		require.NoError(t, p.waitWhole(ctx), "pair not whole after undrain\n%s", p.diagnostics())
 		// Stop gw2 with SIGTERM: it drains, then exits.
 		require.NoError(t, p.gw[1].Proc.Signal(syscall.SIGTERM))
 		wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
