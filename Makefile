@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 60s
 
-.PHONY: all build deps lint test unit integration demo bench fuzz clean
+.PHONY: all build deps lint test unit integration demo bench bench-bfd fuzz clean
 
 all: build
 
@@ -43,9 +43,15 @@ demo: deps
 bench:
 	$(GO) run ./bench/withdraw -runs 200 -out bench/out/withdraw.json
 
+# 10 BFD sessions at 50 ms x 3 against FRR bfdd for 10 minutes with a busy
+# loop on the machine: false Downs and CPU, bench/out/bfd.json.
+bench-bfd: deps
+	$(GO) run ./bench/bfd -duration 10m
+
 fuzz:
 	$(GO) test -run XXX -fuzz 'FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/config/
 	$(GO) test -run XXX -fuzz 'FuzzParsePrefixRange$$' -fuzztime $(FUZZTIME) ./pkg/config/
+	$(GO) test -run XXX -fuzz 'FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/bfd/
 
 clean:
 	rm -rf bin

@@ -72,9 +72,24 @@ type Peer struct {
 	EstablishedSince *time.Time `json:"established_since,omitempty"`
 	UptimeSeconds    float64    `json:"uptime_seconds"`
 	LastError        string     `json:"last_error,omitempty"`
+	BFD              *BFD       `json:"bfd,omitempty"` // when BFD is enabled for the peer
 	Announced        []string   `json:"announced"`
 	Received         []string   `json:"received"`
 	Rejected         []string   `json:"rejected"`
+}
+
+// BFD is the state of a peer's BFD session.
+type BFD struct {
+	State           string  `json:"state"`
+	RemoteState     string  `json:"remote_state"`
+	Diag            string  `json:"diag"`
+	TxIntervalMs    float64 `json:"tx_interval_ms"` // negotiated
+	RxIntervalMs    float64 `json:"rx_interval_ms"` // negotiated
+	DetectionTimeMs float64 `json:"detection_time_ms"`
+	Sent            uint64  `json:"sent"`
+	Received        uint64  `json:"received"`
+	StateChanges    uint64  `json:"state_changes"`
+	AuthFailures    uint64  `json:"auth_failures"`
 }
 
 // Route is a kernel route bgpgw installed.

@@ -214,6 +214,20 @@ func (a *GoBGP) Shutdown(ctx context.Context, peer, message string) error {
 	return nil
 }
 
+// Reset implements Speaker.
+func (a *GoBGP) Reset(ctx context.Context, peer, message string) error {
+	a.mu.Lock()
+	p, ok := a.peers[peer]
+	a.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("peer %s: not configured", peer)
+	}
+	if err := a.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: p.Address.String(), Communication: message}); err != nil {
+		return fmt.Errorf("peer %s: reset: %w", peer, err)
+	}
+	return nil
+}
+
 // Enable implements Speaker.
 func (a *GoBGP) Enable(ctx context.Context, peer string) error {
 	a.mu.Lock()

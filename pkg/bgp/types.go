@@ -143,6 +143,9 @@ type Speaker interface {
 	Shutdown(ctx context.Context, peer, message string) error
 	// Enable lets a session that Shutdown held down come up again.
 	Enable(ctx context.Context, peer string) error
+	// Reset closes a session at once (Cease, Administrative Reset, with an
+	// RFC 8203 message); it reconnects by itself.
+	Reset(ctx context.Context, peer, message string) error
 	// Close stops the speaker; sessions are closed with a Cease.
 	Close()
 }

@@ -133,6 +133,7 @@ type CloudPeer struct {
 // BFD holds one session's BFD timers.
 type BFD struct {
 	Enabled    bool
+	Multihop   bool // RFC 5883 (UDP 4784) even on a directly connected tunnel peer
 	MinRx      time.Duration
 	MinTx      time.Duration
 	Multiplier int
@@ -380,6 +381,7 @@ func (d *decoder) bfd(o *obj) BFD {
 	defer o.done()
 	b := BFD{MinRx: DefaultBFDInterval, MinTx: DefaultBFDInterval, Multiplier: DefaultBFDMult}
 	b.Enabled, _ = o.boolean("enabled")
+	b.Multihop, _ = o.boolean("multihop")
 	for _, k := range []string{"min_rx", "min_tx"} {
 		v := o.duration(k, DefaultBFDInterval)
 		if v < 10*time.Millisecond || v > 60*time.Second {

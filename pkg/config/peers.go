@@ -147,6 +147,9 @@ func (d *decoder) cloudPeer(o *obj, c *Config) CloudPeer {
 	}
 	p.Password = d.md5Password(o)
 	p.BFD = d.bfd(o.child("bfd"))
+	if p.BFD.Enabled && (p.Multihop > 1 || p.BFD.Multihop) && !p.LocalAddress.IsValid() {
+		d.errorf(o.key("local_address"), "required with bfd and multihop (multihop BFD is sent from it)")
+	}
 	return p
 }
 

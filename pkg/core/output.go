@@ -111,13 +111,14 @@ func (c *Core) Output(now time.Time) Output {
 
 func (c *Core) reason(now time.Time, t *tunnel) string {
 	var why []string
-	switch {
-	case !t.ipsecUp:
+	if !t.ipsecUp {
 		why = append(why, "tunnel down")
-	case !t.established:
-		why = append(why, "BGP session not established")
-	case !t.bfdUp:
+	}
+	if !t.bfdUp {
 		why = append(why, "BFD down")
+	}
+	if !t.established {
+		why = append(why, "BGP session not established")
 	}
 	for _, name := range sortedCheckNames(c.checks) {
 		ch := c.checks[name]

@@ -124,7 +124,9 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		st.Tunnels = append(st.Tunnels, at)
 	}
 	for _, p := range peers {
-		st.Peers = append(st.Peers, apiPeer(p, now))
+		ap := apiPeer(p, now)
+		ap.BFD = d.bfdStatus(p.Name)
+		st.Peers = append(st.Peers, ap)
 	}
 	return st, nil
 }
@@ -149,6 +151,8 @@ func apiPeer(p bgp.PeerStatus, now time.Time) api.Peer {
 	}
 	return ap
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func strs[T fmt.Stringer](l []T) []string {
 	out := make([]string, len(l))

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bgpgw/bgpgw/pkg/api"
+	"github.com/bgpgw/bgpgw/pkg/bfd"
 	"github.com/bgpgw/bgpgw/pkg/bgp"
 	"github.com/bgpgw/bgpgw/pkg/config"
 	"github.com/bgpgw/bgpgw/pkg/core"
@@ -56,6 +57,8 @@ type Daemon struct {
 	installed []route.Route
 	lastErrs  []string
 	checks    map[string]api.Check
+	bfd       *bfd.Manager
+	bfdPeers  map[string]bfd.Key
 }
 
 // Run runs the daemon until ctx ends, then drains (GRACEFUL_SHUTDOWN for
@@ -124,17 +127,24 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	log.Info("bgpgw running", "instance", cfg.Instance.Name, "mode", cfg.Instance.Mode, "role", cfg.Instance.Role,
 		"tunnels", len(cfg.Tunnels), "cloud_peers", len(cfg.CloudPeers), "checks", len(cfg.Health), "api", cfg.API.Socket)
 
-	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
+	// The components outlive ctx: its end starts the drain, and they stop
+	// when the loop returns (stop is closed) or at once on abort.
+	runCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	g, gctx := errgroup.WithContext(runCtx)
 	stop := make(chan struct{})
 	g.Go(srv.Serve)
 	g.Go(func() error {
 		defer func() { _ = srv.Close() }()
 		return d.loop(gctx, ctx.Done(), stop)
 	})
-	if err := d.startHealth(gctx, g, stop); err != nil {
-		close(stop)
-		_ = g.Wait()
-		return err
+	err = d.startHealth(gctx, g, stop)
+	if err == nil {
+		err = d.startBFD(gctx, g, stop)
+	}
+	if err != nil {
+		abort() // nothing was announced yet: the loop waits for sessions and checks
+		return errors.Join(err, g.Wait())
 	}
 	err = g.Wait()
 	log.Info("bgpgw stopped", "instance", cfg.Instance.Name)

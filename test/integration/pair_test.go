@@ -79,6 +79,7 @@ tunnels:
     inside: {local: 169.254.2%[1]d.1/30, remote: 169.254.2%[1]d.2}
     peer_asn: 65010
     accept: ["10.1.0.0/16 le 24"]
+    bfd: {enabled: %[6]v, multihop: true, min_rx: 100ms, min_tx: 100ms, multiplier: 3}
 cloud_peers:
   - {name: cr, address: 10.10.%[1]d.2, local_address: 10.10.%[1]d.1, peer_asn: 65100}
 health:
@@ -87,7 +88,7 @@ drain: {time: 2s, state_file: %[4]s}
 api: {socket: %[5]s}
 `
 
-func newPairLab(t *testing.T, ctx context.Context, mode string) *pairLab {
+func newPairLab(t *testing.T, ctx context.Context, mode string, withBFD ...bool) *pairLab {
 	t.Helper()
 	p := &pairLab{l: lab.ForTest(t)}
 	l := p.l
@@ -117,7 +118,15 @@ func newPairLab(t *testing.T, ctx context.Context, mode string) *pairLab {
 		require.NoError(t, r.Sysctl(ctx, "net.ipv4.fib_multipath_hash_policy", "1"))
 	}
 	var err error
-	p.opFRR, err = l.StartFRR(p.op, l.Prefix()+"op", pairOnprem, "zebra", "bgpd", "staticd")
+	bfdOn := len(withBFD) > 0 && withBFD[0]
+	onprem, daemons := pairOnprem, []string{"zebra", "bgpd", "staticd"}
+	if bfdOn {
+		onprem = strings.Replace(onprem, " address-family ipv4 unicast\n",
+			" neighbor 169.254.21.1 bfd profile fast\n neighbor 169.254.22.1 bfd profile fast\n address-family ipv4 unicast\n", 1)
+		onprem += "bfd\n profile fast\n  receive-interval 100\n  transmit-interval 100\n !\n!\n"
+		daemons = append(daemons, "bfdd")
+	}
+	p.opFRR, err = l.StartFRR(p.op, l.Prefix()+"op", onprem, daemons...)
 	require.NoError(t, err)
 	p.crFRR, err = l.StartFRR(p.cr, l.Prefix()+"cr", pairCloud, "zebra", "bgpd")
 	require.NoError(t, err)
@@ -133,7 +142,7 @@ func newPairLab(t *testing.T, ctx context.Context, mode string) *pairLab {
 		}
 		name := fmt.Sprintf("gw%d", i+1)
 		p.stateFiles[i] = filepath.Join(l.Dir(), name+".drained")
-		p.gwConfig[i] = fmt.Sprintf(pairGateway, i+1, mode, role, p.stateFiles[i], l.SocketPath(name))
+		p.gwConfig[i] = fmt.Sprintf(pairGateway, i+1, mode, role, p.stateFiles[i], l.SocketPath(name), bfdOn)
 		p.gw[i], err = l.StartGateway(ctx, p.gwNS[i], bgpgwBin, name, p.gwConfig[i])
 		require.NoError(t, err)
 	}
@@ -144,6 +153,9 @@ func newPairLab(t *testing.T, ctx context.Context, mode string) *pairLab {
 				st, _ := g.CLI(ctx, "status")
 				fmt.Fprintf(&b, "--- %s status:\n%s\n--- %s log:\n%s\n", g.Name, st, g.Name, g.LogTail(25))
 			}
+		}
+		if bfdPeers, err := p.opFRR.Vtysh(ctx, "show bfd peers counters"); err == nil {
+			fmt.Fprintf(&b, "--- op bfd:\n%s\n", bfdPeers)
 		}
 		op, _ := p.opFRR.Vtysh(ctx, "show bgp ipv4 unicast")
 		cr, _ := p.crFRR.Vtysh(ctx, "show bgp ipv4 unicast")
@@ -373,4 +385,51 @@ func firstUpdateAfter(t *testing.T, capture, from string, start time.Time) time.
 	}
 	t.Fatalf("no BGP UPDATE from %s after the link went down in the capture:\n%s", from, data)
 	return 0
+}
+
+// TestPairBFDDownWithdraws runs BFD on the tunnels (multihop: FRR makes
+// the BFD session of a ttl-security neighbor multihop), then blackholes gw1's tunnel link (nothing crosses,
+// both ways): BGP's 9 s hold time cannot notice in time, BFD (100 ms x 3)
+// does, and gw1 stops carrying: its on-prem routes leave the kernel and the
+// cloud-side router, well before the hold timer.
+func TestPairBFDDownWithdraws(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newPairLab(t, ctx, "active-active", true)
+	bctx, bcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer bcancel()
+	if os.Getenv("BGPGW_DEBUG_QUIT") != "" {
+		defer func() {
+			_ = p.gw[0].Proc.Signal(syscall.SIGQUIT)
+			_ = p.gw[0].Proc.Wait(ctx)
+			t.Log(p.gw[0].LogTail(400))
+		}()
+	}
+	require.NoError(t, lab.Poll(bctx, 50*time.Millisecond, func() (bool, error) {
+		pr, ok, err := p.gw[0].Peer(ctx, "onprem")
+		return ok && pr.BFD != nil && pr.BFD.State == "Up", err
+	}), "BFD did not come up\n%s", p.diagnostics())
+	pr, _, err := p.gw[0].Peer(ctx, "onprem")
+	require.NoError(t, err)
+	t.Logf("gw1 BFD: %+v", *pr.BFD)
+	require.Equal(t, 100.0, pr.BFD.TxIntervalMs, "negotiated 100 ms")
+
+	_, err = p.gwNS[0].Exec(ctx, "nft", "add table inet bgwblackhole; add chain inet bgwblackhole in { type filter hook input priority 0; }; add chain inet bgwblackhole out { type filter hook output priority 0; }; add rule inet bgwblackhole in iifname tun0 drop; add rule inet bgwblackhole out oifname tun0 drop")
+	require.NoError(t, err)
+	start := time.Now()
+	require.NoError(t, lab.Poll(ctx, 10*time.Millisecond, func() (bool, error) {
+		st, err := p.gw[0].Status(ctx)
+		if err != nil {
+			return false, err
+		}
+		return len(st.Routes) == 0 && len(st.Tunnels) == 1 && !st.Tunnels[0].Carrying && strings.Contains(st.Tunnels[0].Reason, "BFD down"), nil
+	}), "gw1 did not withdraw on BFD down\n%s", p.diagnostics())
+	detected := time.Since(start)
+	require.NoError(t, lab.Poll(ctx, 10*time.Millisecond, func() (bool, error) {
+		ps, err := p.paths(ctx, p.crFRR, "10.1.0.0/16")
+		return len(ps) == 1 && ps[0].NextHop == "10.10.2.1", err
+	}), "the cloud-side router still routes through gw1\n%s", p.diagnostics())
+	t.Logf("tunnel blackholed -> gw1 withdrew (kernel routes gone, status BFD down): %s; cloud-side router moved to gw2 after %s",
+		detected.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	require.Less(t, detected, 3*time.Second, "BFD, not the 9 s BGP hold timer, detected it")
 }

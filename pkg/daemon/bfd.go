@@ -1,0 +1,127 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bgpgw/bgpgw/pkg/api"
+	"github.com/bgpgw/bgpgw/pkg/bfd"
+)
+
+// bfdPeer ties a BFD session to the BGP peer it protects.
+type bfdPeer struct {
+	name   string
+	tunnel bool
+	wasUp  bool
+}
+
+// startBFD runs one BFD session per peer with bfd.enabled. BFD is a
+// failure detector: a session that was Up and goes Down takes its peer out
+// at once (the core withdraws what depended on it, and the BGP session is
+// reset); Up again lets it back in after the hold-down. A session that never
+// came Up (the peer may not run BFD) changes nothing.
+func (d *Daemon) startBFD(ctx context.Context, g *errgroup.Group, stop <-chan struct{}) error {
+	var cfgs []bfd.SessionConfig
+	peers := map[bfd.Key]*bfdPeer{}
+	for _, t := range d.cfg.Tunnels {
+		if t.BFD.Enabled {
+			c := bfd.SessionConfig{Peer: t.InsideRemote, Local: t.InsideLocal.Addr(), Multihop: t.BFD.Multihop,
+				DesiredMinTx: t.BFD.MinTx, RequiredMinRx: t.BFD.MinRx, DetectMult: uint8(t.BFD.Multiplier)}
+			cfgs = append(cfgs, c)
+			peers[c.Key()] = &bfdPeer{name: t.Name, tunnel: true}
+		}
+	}
+	for _, p := range d.cfg.CloudPeers {
+		if p.BFD.Enabled {
+			c := bfd.SessionConfig{Peer: p.Address, Local: p.LocalAddress, Multihop: p.Multihop > 1 || p.BFD.Multihop,
+				DesiredMinTx: p.BFD.MinTx, RequiredMinRx: p.BFD.MinRx, DetectMult: uint8(p.BFD.Multiplier)}
+			cfgs = append(cfgs, c)
+			peers[c.Key()] = &bfdPeer{name: p.Name}
+		}
+	}
+	if len(cfgs) == 0 {
+		return nil
+	}
+	m := bfd.NewManager(bfd.Options{Logger: d.log})
+	for _, c := range cfgs {
+		if err := m.Add(ctx, c); err != nil {
+			return fmt.Errorf("bfd for %s: %w", peers[c.Key()].name, err)
+		}
+	}
+	d.mu.Lock()
+	d.bfd = m
+	d.bfdPeers = map[string]bfd.Key{}
+	for k, p := range peers {
+		d.bfdPeers[p.name] = k
+	}
+	d.mu.Unlock()
+	bctx, cancel := context.WithCancel(ctx)
+	g.Go(func() error {
+		select {
+		case <-stop:
+		case <-bctx.Done():
+		}
+		cancel()
+		return nil
+	})
+	g.Go(func() error { return m.Run(bctx) })
+	g.Go(func() error {
+		for {
+			select {
+			case <-bctx.Done():
+				return nil
+			case ev := <-m.Events():
+				if p, ok := peers[ev.Key]; ok {
+					d.bfdChange(bctx, p, ev)
+				}
+			}
+		}
+	})
+	return nil
+}
+
+func (d *Daemon) bfdChange(ctx context.Context, p *bfdPeer, ev bfd.StateChange) {
+	up := ev.New == bfd.StateUp
+	switch {
+	case up:
+		p.wasUp = true
+		d.log.Info("bfd up", "peer", p.name)
+	case p.wasUp && ev.Old == bfd.StateUp:
+		d.log.Warn("bfd down: withdrawing and resetting the BGP session", "peer", p.name, "diag", ev.Diag.String())
+	default:
+		return
+	}
+	if p.tunnel {
+		d.mu.Lock()
+		d.core.BFDState(ev.At, p.name, up)
+		d.mu.Unlock()
+	}
+	d.poke()
+	if !up {
+		if err := d.speaker.Reset(ctx, p.name, "BFD down: "+ev.Diag.String()); err != nil {
+			d.log.Error("reset BGP session after BFD down", "peer", p.name, "err", err)
+		}
+	}
+}
+
+// bfdStatus is the BFD part of a peer's status, or nil.
+func (d *Daemon) bfdStatus(peer string) *api.BFD {
+	d.mu.Lock()
+	m, key, ok := d.bfd, d.bfdPeers[peer], d.bfdPeers != nil
+	d.mu.Unlock()
+	if m == nil || !ok {
+		return nil
+	}
+	st, found := m.SessionStatus(key)
+	if !found {
+		return nil
+	}
+	return &api.BFD{
+		State: st.State.String(), RemoteState: st.RemoteState.String(), Diag: st.LocalDiag.String(),
+		TxIntervalMs: ms(st.TxInterval), RxIntervalMs: ms(st.RxInterval), DetectionTimeMs: ms(st.DetectionTime),
+		Sent: st.Counters.Sent, Received: st.Counters.Received, StateChanges: st.Counters.StateChanges,
+		AuthFailures: st.Counters.AuthFailures,
+	}
+}
