@@ -96,8 +96,8 @@ func TestTrafficOutage(t *testing.T) {
 
 	_, err := a.IP(ctx, "route", "replace", "blackhole", trafficAddrB+"/32")
 	require.NoError(t, err)
-	// Not waiting for a state: the fixed wait *is* the outage being measured.
-	// A timer rather than time.Sleep, which the before-stop checker flags.
+	// Not waiting for a state: this fixed 300 ms *is* the outage the probe
+	// must measure; it also ends early if the test's context does.
 	outage := time.NewTimer(300 * time.Millisecond)
 	select {
 	case <-outage.C:
