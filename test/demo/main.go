@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -26,6 +27,7 @@ tunnels:
     accept: ["10.1.0.0/16 le 24"]
     max_prefixes: 100
 api: {socket: %[5]s}
+drain: {state_file: %[6]s}
 `
 
 const onpremConfig = `frr defaults datacenter
@@ -95,7 +97,8 @@ func run() error {
 		if err := l.Link(ns, "tun0", local+"/30", op, "to"+name, remote+"/30"); err != nil {
 			return err
 		}
-		cfg := fmt.Sprintf(gwConfig, name, fmt.Sprintf("192.0.2.%d", i+1), local, remote, l.SocketPath(name))
+		cfg := fmt.Sprintf(gwConfig, name, fmt.Sprintf("192.0.2.%d", i+1), local, remote, l.SocketPath(name),
+			filepath.Join(l.Dir(), name+".drained"))
 		g, err := l.StartGateway(ctx, ns, bin, name, cfg)
 		if err != nil {
 			return err

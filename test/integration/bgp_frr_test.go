@@ -35,6 +35,7 @@ tunnels:
     password_file: %[1]s/md5
 api: {socket: %[2]s}
 kernel: {protocol: 201}
+drain: {state_file: %[1]s/drained}
 `
 
 // The on-prem router announces two prefixes bgpgw must accept and five it
