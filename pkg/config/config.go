@@ -132,8 +132,12 @@ type CloudPeer struct {
 
 // BFD holds one session's BFD timers.
 type BFD struct {
-	Enabled    bool
-	Multihop   bool // RFC 5883 (UDP 4784) even on a directly connected tunnel peer
+	Enabled  bool
+	Multihop bool // RFC 5883 (UDP 4784) even on a directly connected tunnel peer
+	// AuthType is "" (none), "keyed-sha1" or "meticulous-keyed-sha1".
+	AuthType   string
+	AuthKeyID  uint8
+	AuthKey    Secret // 1 to 20 bytes
 	MinRx      time.Duration
 	MinTx      time.Duration
 	Multiplier int
@@ -201,7 +205,12 @@ func parse(data []byte, d *decoder) (*Config, error) {
 // written as "[]" ("tunnels[].inside.local"), sorted.
 func Keys() []string {
 	d := &decoder{seen: map[string]bool{}}
-	d.decode(map[string]any{"tunnels": []any{map[string]any{}}, "cloud_peers": []any{map[string]any{}}, "health": []any{map[string]any{}}})
+	auth := map[string]any{"type": "keyed-sha1"}
+	d.decode(map[string]any{
+		"tunnels":     []any{map[string]any{"bfd": map[string]any{"auth": auth}}},
+		"cloud_peers": []any{map[string]any{"bfd": map[string]any{"auth": auth}}},
+		"health":      []any{map[string]any{}},
+	})
 	keys := make([]string, 0, len(d.seen))
 	for k := range d.seen {
 		keys = append(keys, k)
@@ -395,6 +404,22 @@ func (d *decoder) bfd(o *obj) BFD {
 	}
 	if n, ok := o.integer("multiplier", false, 1, 255); ok {
 		b.Multiplier = int(n)
+	}
+	if a := o.child("auth"); len(a.m) > 0 {
+		b.AuthType, _ = a.str("type", true)
+		if b.AuthType != "" && b.AuthType != "keyed-sha1" && b.AuthType != "meticulous-keyed-sha1" {
+			d.errorf(a.key("type"), "%q: want keyed-sha1 or meticulous-keyed-sha1", b.AuthType)
+		}
+		if n, ok := a.integer("key_id", false, 0, 255); ok {
+			b.AuthKeyID = uint8(n)
+		}
+		b.AuthKey = a.secret("key", true)
+		if b.AuthKey.IsSet() && len(b.AuthKey.Reveal()) > 20 {
+			d.errorf(a.key("key_file"), "BFD SHA1 keys are 1 to 20 bytes")
+		}
+		a.done()
+	} else {
+		a.done()
 	}
 	return b
 }

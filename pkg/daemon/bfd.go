@@ -8,6 +8,7 @@ import (
 
 	"github.com/bgpgw/bgpgw/pkg/api"
 	"github.com/bgpgw/bgpgw/pkg/bfd"
+	"github.com/bgpgw/bgpgw/pkg/config"
 )
 
 // bfdPeer ties a BFD session to the BGP peer it protects.
@@ -44,6 +45,9 @@ func (d *Daemon) startBFD(ctx context.Context, g *errgroup.Group, stop <-chan st
 	if len(cfgs) == 0 {
 		return nil
 	}
+	for i := range cfgs {
+		cfgs[i].Auth = bfdAuth(d.peerBFD(peers[cfgs[i].Key()].name))
+	}
 	m := bfd.NewManager(bfd.Options{Logger: d.log})
 	for _, c := range cfgs {
 		if err := m.Add(ctx, c); err != nil {
@@ -79,6 +83,31 @@ func (d *Daemon) startBFD(ctx context.Context, g *errgroup.Group, stop <-chan st
 			}
 		}
 	})
+	return nil
+}
+
+// peerBFD returns the BFD configuration of a tunnel or cloud peer.
+func (d *Daemon) peerBFD(name string) config.BFD {
+	for _, t := range d.cfg.Tunnels {
+		if t.Name == name {
+			return t.BFD
+		}
+	}
+	for _, p := range d.cfg.CloudPeers {
+		if p.Name == name {
+			return p.BFD
+		}
+	}
+	return config.BFD{}
+}
+
+func bfdAuth(b config.BFD) *bfd.AuthConfig {
+	switch b.AuthType {
+	case "keyed-sha1":
+		return &bfd.AuthConfig{Type: bfd.AuthKeyedSHA1, KeyID: b.AuthKeyID, Key: []byte(b.AuthKey.Reveal())}
+	case "meticulous-keyed-sha1":
+		return &bfd.AuthConfig{Type: bfd.AuthMeticulousKeyedSHA1, KeyID: b.AuthKeyID, Key: []byte(b.AuthKey.Reveal())}
+	}
 	return nil
 }
 
