@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -212,4 +213,53 @@ api: {socket: `+socket+`.x}
 		assert.Equal(t, r.code, code, "%v: %s", r.args, out.String())
 		assert.Contains(t, out.String(), r.want, strings.Join(r.args, " "))
 	}
+}
+
+// TestRunNotifiesSystemd runs the daemon under a fake systemd notify
+// socket: READY=1 once sessions are configured, watchdog pings from the
+// loop, STOPPING=1 when SIGTERM starts the drain.
+func TestRunNotifiesSystemd(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	path, socket := writeConfig(t, "none")
+	notify := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	require.NoError(t, err)
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", notify)
+	t.Setenv("WATCHDOG_USEC", "200000") // pings every 100 ms
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msgs := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	waitMsg := func(want string) {
+		t.Helper()
+		for {
+			select {
+			case m, ok := <-msgs:
+				require.True(t, ok, "notify socket closed before %q", want)
+				if m == want {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %q from the daemon", want)
+			}
+		}
+	}
+	done, logs, _ := startRun(t, ctx, path, socket)
+	waitMsg("READY=1")
+	waitMsg("WATCHDOG=1")
+	stopRun(t, ctx, done, logs)
+	waitMsg("STOPPING=1")
 }

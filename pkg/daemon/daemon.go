@@ -21,6 +21,7 @@ import (
 	"github.com/bgpgw/bgpgw/pkg/config"
 	"github.com/bgpgw/bgpgw/pkg/core"
 	"github.com/bgpgw/bgpgw/pkg/route"
+	"github.com/bgpgw/bgpgw/pkg/sdnotify"
 )
 
 // ResyncInterval bounds how long a missed event can leave the world
@@ -59,6 +60,7 @@ type Daemon struct {
 	checks    map[string]api.Check
 	bfd       *bfd.Manager
 	bfdPeers  map[string]bfd.Key
+	notify    *sdnotify.Notifier
 }
 
 // Run runs the daemon until ctx ends, then drains (GRACEFUL_SHUTDOWN for
@@ -80,7 +82,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// routes or sessions, so a second bgpgw on the same socket never
 	// flushes the routes of the one already running.
 	d := &Daemon{cfg: cfg, log: log, now: now, wake: make(chan struct{}, 1),
-		core: core.New(cfg, now()), shutDown: map[string]bool{}, checks: map[string]api.Check{}}
+		core: core.New(cfg, now()), shutDown: map[string]bool{}, checks: map[string]api.Check{},
+		notify: sdnotify.New()}
 	srv, err := api.Listen(cfg.API.Socket, d)
 	if err != nil {
 		return err

@@ -19,9 +19,23 @@ func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}, stopped cha
 	defer resync.Stop()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	exiting := false
+	// systemd's watchdog is pinged from this loop, so a wedged loop gets the
+	// daemon restarted.
+	var watchdog <-chan time.Time
+	if iv := d.notify.WatchdogInterval(); iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		watchdog = t.C
+	}
+	exiting, ready := false, false
 	for {
 		out := d.reconcile(ctx)
+		if !ready {
+			ready = true
+			if err := d.notify.Ready(); err != nil {
+				d.log.Warn("sd_notify READY", "err", err)
+			}
+		}
 		if exiting && out.Drain == core.Drained {
 			d.log.Info("drain complete, stopping")
 			return nil
@@ -32,8 +46,11 @@ func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}, stopped cha
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-watchdog:
+			_ = d.notify.Watchdog()
 		case <-stopping:
 			stopping, exiting = nil, true
+			_ = d.notify.Stopping()
 			d.log.Info("stopping: draining first", "drain_time", d.cfg.Drain.Time)
 			d.mu.Lock()
 			d.core.SetDrain(d.now(), true, false) // not persisted: a restart comes back undrained
