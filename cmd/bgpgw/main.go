@@ -78,11 +78,11 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	client := func() (*api.Client, error) {
 		if cfgPath != "" {
-			c, err := config.Load(cfgPath)
+			s, err := config.SocketFromFile(cfgPath)
 			if err != nil {
 				return nil, codedError{exitConfig, fmt.Errorf("%s:\n%w", cfgPath, err)}
 			}
-			socket = c.API.Socket
+			socket = s
 		}
 		return api.NewClient(socket), nil
 	}

@@ -208,7 +208,10 @@ func (a *GoBGP) Shutdown(ctx context.Context, peer, message string) error {
 	if !ok {
 		return fmt.Errorf("peer %s: not configured", peer)
 	}
-	if err := a.s.ShutdownPeer(ctx, &api.ShutdownPeerRequest{Address: p.Address.String(), Communication: message}); err != nil {
+	// DisablePeer sends the Cease with the RFC 8203 text and keeps the
+	// peer administratively down; ShutdownPeer would only send the Cease
+	// and let the FSM reconnect.
+	if err := a.s.DisablePeer(ctx, &api.DisablePeerRequest{Address: p.Address.String(), Communication: message}); err != nil {
 		return fmt.Errorf("peer %s: shutdown: %w", peer, err)
 	}
 	return nil
@@ -221,6 +224,15 @@ func (a *GoBGP) Reset(ctx context.Context, peer, message string) error {
 	a.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("peer %s: not configured", peer)
+	}
+	// Only an established session is reset: GoBGP queues the Cease for the
+	// Established state, so sent now it would kill the next session.
+	established := false
+	err := a.s.ListPeer(ctx, &api.ListPeerRequest{Address: p.Address.String()}, func(ap *api.Peer) {
+		established = ap.State != nil && ap.State.SessionState == api.PeerState_SESSION_STATE_ESTABLISHED
+	})
+	if err != nil || !established {
+		return err
 	}
 	if err := a.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: p.Address.String(), Communication: message}); err != nil {
 		return fmt.Errorf("peer %s: reset: %w", peer, err)

@@ -201,6 +201,29 @@ func parse(data []byte, d *decoder) (*Config, error) {
 	return c, nil
 }
 
+// SocketFromFile reads only api.socket from a configuration file, for the
+// CLI commands that talk to a running daemon: they need no secrets and do
+// not validate the rest.
+func SocketFromFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read config: %w", err)
+	}
+	v := viper.New()
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+		return "", Errors{{Msg: fmt.Sprintf("not valid YAML: %v", err)}}
+	}
+	s, ok := v.Get("api.socket").(string)
+	switch {
+	case !ok || s == "":
+		return DefaultSocket, nil
+	case !filepath.IsAbs(s):
+		return "", Errors{{Path: "api.socket", Msg: fmt.Sprintf("must be an absolute path, got %q", s)}}
+	}
+	return s, nil
+}
+
 // Keys lists every configuration key path bgpgw reads, with list elements
 // written as "[]" ("tunnels[].inside.local"), sorted.
 func Keys() []string {

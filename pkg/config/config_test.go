@@ -164,6 +164,8 @@ func TestParseErrors(t *testing.T) {
 		{"hold-down max below initial", "api:", "hold_down: {initial: 10s, max: 5s}\napi:", "hold_down.max", "below initial"},
 		{"bfd auth type", "multiplier: 3}", "multiplier: 3, auth: {type: md5, key_file: pw-a}}", "tunnels[0].bfd.auth.type", "keyed-sha1"},
 		{"bfd auth key missing", "multiplier: 3}", "multiplier: 3, auth: {type: keyed-sha1}}", "tunnels[0].bfd.auth.key_file", "required"},
+		{"link rise", "api:", "health: [{name: c1, kind: link, target: eth0, rise: 2}]\napi:", "health[0].rise", "must be 1 for kind link"},
+		{"hold-down max too long", "api:", "hold_down: {max: 48h}\napi:", "hold_down.max", "longer than 24h"},
 		{"iBGP cloud peer", "peer_asn: 65100", "peer_asn: 65515", "cloud_peers[0].peer_asn", "eBGP"},
 		{"empty proposal", "esp_proposals: [aes256gcm16-ecp384]\n    inside:\n      local: 169.254.22.1/30", "esp_proposals: [\"\"]\n    inside:\n      local: 169.254.22.1/30", "tunnels[1].esp_proposals[0]", "non-empty string"},
 	}

@@ -78,6 +78,9 @@ func (d *decoder) holdDown(o *obj) HoldDown {
 	if h.Max < h.Initial {
 		d.errorf(o.key("max"), "%s is below initial (%s)", h.Max, h.Initial)
 	}
+	if h.Max > 24*time.Hour {
+		d.errorf(o.key("max"), "%s is longer than 24h", h.Max)
+	}
 	return h
 }
 
@@ -116,11 +119,18 @@ func (d *decoder) checks(root *obj, c *Config) []Check {
 		if ch.Kind != "link" {
 			ch.Rise, ch.Fall = 2, 2
 		}
-		if n, ok := o.integer("rise", false, 1, 100); ok {
-			ch.Rise = int(n)
-		}
-		if n, ok := o.integer("fall", false, 1, 100); ok {
-			ch.Fall = int(n)
+		for _, k := range []string{"rise", "fall"} {
+			n, ok := o.integer(k, false, 1, 100)
+			switch {
+			case !ok:
+			case ch.Kind == "link" && n != 1:
+				// Link results come once per change, not per interval.
+				d.errorf(o.key(k), "must be 1 for kind link (link checks report changes, not repeated results)")
+			case k == "rise":
+				ch.Rise = int(n)
+			default:
+				ch.Fall = int(n)
+			}
 		}
 		scope, _ := o.str("scope", false)
 		tunnel, hasTunnel := o.str("tunnel", false)

@@ -26,7 +26,11 @@ func (g *gate) set(now time.Time, ok bool, h config.HoldDown) {
 	}
 	g.healthy = ok
 	if !ok {
-		g.flaps++
+		// Remember no more flaps than it takes to reach the maximum
+		// hold-down, so a long storm is forgotten in bounded time.
+		if holdDown(g.flaps, h) < h.Max {
+			g.flaps++
+		}
 		g.holdUntil = time.Time{}
 		return
 	}

@@ -19,6 +19,8 @@ var _ api.Backend = (*Daemon)(nil)
 // Drain implements api.Backend: it starts the drain and records it on disk,
 // so that the instance stays drained across a restart or reboot.
 func (d *Daemon) Drain(context.Context) error {
+	d.drainMu.Lock()
+	defer d.drainMu.Unlock()
 	d.mu.Lock()
 	d.core.SetDrain(d.now(), true, false)
 	d.mu.Unlock()
@@ -32,6 +34,14 @@ func (d *Daemon) Drain(context.Context) error {
 
 // Undrain implements api.Backend.
 func (d *Daemon) Undrain(context.Context) error {
+	d.drainMu.Lock()
+	defer d.drainMu.Unlock()
+	d.mu.Lock()
+	stopping := d.stopping
+	d.mu.Unlock()
+	if stopping {
+		return errors.New("bgpgw is stopping (SIGTERM): it drains and exits; undrain after it restarts")
+	}
 	// Forget the state on disk first: if that fails, stay drained.
 	if err := os.Remove(d.cfg.Drain.StateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("still drained: cannot remove %s: %w", d.cfg.Drain.StateFile, err)
@@ -77,10 +87,30 @@ func writeDrainState(path string, now time.Time) error {
 		return err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte("drained at "+now.UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	_, err = f.WriteString("drained at " + now.UTC().Format(time.RFC3339) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return err
+	}
+	// Make the rename itself durable: a power loss must not undo the drain.
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
 }
 
 // Status implements api.Backend.

@@ -113,6 +113,19 @@ func bfdAuth(b config.BFD) *bfd.AuthConfig {
 
 func (d *Daemon) bfdChange(ctx context.Context, p *bfdPeer, ev bfd.StateChange) {
 	up := ev.New == bfd.StateUp
+	if !up && ev.RemoteState == bfd.StateAdminDown {
+		// The peer turned BFD off (RFC 5882 section 3.2): not a failure.
+		// Stop relying on BFD until it is Up again.
+		d.log.Info("bfd: peer set the session AdminDown; not treated as a failure", "peer", p.name)
+		if p.wasUp && p.tunnel {
+			d.mu.Lock()
+			d.core.BFDState(ev.At, p.name, true)
+			d.mu.Unlock()
+			d.poke()
+		}
+		p.wasUp = false
+		return
+	}
 	switch {
 	case up:
 		p.wasUp = true

@@ -51,7 +51,10 @@ type Daemon struct {
 
 	wake chan struct{}
 
+	drainMu sync.Mutex // serialises drain and undrain (core and state file together)
+
 	mu        sync.Mutex // guards everything below
+	stopping  bool       // SIGTERM received: draining to exit
 	core      *core.Core
 	out       core.Output
 	shutDown  map[string]bool // sessions held down by a drain

@@ -53,6 +53,7 @@ func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}, stopped cha
 			_ = d.notify.Stopping()
 			d.log.Info("stopping: draining first", "drain_time", d.cfg.Drain.Time)
 			d.mu.Lock()
+			d.stopping = true
 			d.core.SetDrain(d.now(), true, false) // not persisted: a restart comes back undrained
 			d.mu.Unlock()
 		case <-d.speaker.Changed():
