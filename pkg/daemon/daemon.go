@@ -9,7 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -81,9 +84,15 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if cfg.IPsec.Mode != config.IPsecNone {
 		return fmt.Errorf("%w: ipsec.mode %q: tunnel management is not available in this version; use ipsec.mode: none with tunnels managed outside bgpgw", ErrConfig, cfg.IPsec.Mode)
 	}
-	// The API socket is also the instance lock: take it before touching
-	// routes or sessions, so a second bgpgw on the same socket never
-	// flushes the routes of the one already running.
+	// One instance per socket: the lock is taken before touching routes or
+	// sessions and released last, after BGP has stopped and the routes are
+	// gone, so a second bgpgw never flushes the first one's routes nor
+	// removes its socket.
+	unlock, err := lockInstance(cfg.API.Socket + ".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	d := &Daemon{cfg: cfg, log: log, now: now, wake: make(chan struct{}, 1),
 		core: core.New(cfg, now()), shutDown: map[string]bool{}, checks: map[string]api.Check{},
 		notify: sdnotify.New()}
@@ -162,4 +171,24 @@ func (d *Daemon) poke() {
 	case d.wake <- struct{}{}:
 	default:
 	}
+}
+
+// lockInstance takes an exclusive, non-blocking flock on path and returns
+// its release.
+func lockInstance(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("instance lock: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("instance lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another bgpgw is running (it holds %s)", path)
+		}
+		return nil, fmt.Errorf("instance lock %s: %w", path, err)
+	}
+	return func() { _ = f.Close() }, nil
 }
