@@ -200,13 +200,22 @@ func familyOf(a netip.Addr) *api.Family {
 	return &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
 }
 
+// peer returns a configured peer by name.
+func (a *GoBGP) peer(name string) (PeerConfig, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, ok := a.peers[name]
+	if !ok {
+		return PeerConfig{}, fmt.Errorf("peer %s: not configured", name)
+	}
+	return p, nil
+}
+
 // Shutdown implements Speaker.
 func (a *GoBGP) Shutdown(ctx context.Context, peer, message string) error {
-	a.mu.Lock()
-	p, ok := a.peers[peer]
-	a.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("peer %s: not configured", peer)
+	p, err := a.peer(peer)
+	if err != nil {
+		return err
 	}
 	// DisablePeer sends the Cease with the RFC 8203 text and keeps the
 	// peer administratively down; ShutdownPeer would only send the Cease
@@ -219,16 +228,14 @@ func (a *GoBGP) Shutdown(ctx context.Context, peer, message string) error {
 
 // Reset implements Speaker.
 func (a *GoBGP) Reset(ctx context.Context, peer, message string) error {
-	a.mu.Lock()
-	p, ok := a.peers[peer]
-	a.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("peer %s: not configured", peer)
+	p, err := a.peer(peer)
+	if err != nil {
+		return err
 	}
 	// Only an established session is reset: GoBGP queues the Cease for the
 	// Established state, so sent now it would kill the next session.
 	established := false
-	err := a.s.ListPeer(ctx, &api.ListPeerRequest{Address: p.Address.String()}, func(ap *api.Peer) {
+	err = a.s.ListPeer(ctx, &api.ListPeerRequest{Address: p.Address.String()}, func(ap *api.Peer) {
 		established = ap.State != nil && ap.State.SessionState == api.PeerState_SESSION_STATE_ESTABLISHED
 	})
 	if err != nil || !established {
@@ -242,11 +249,9 @@ func (a *GoBGP) Reset(ctx context.Context, peer, message string) error {
 
 // Enable implements Speaker.
 func (a *GoBGP) Enable(ctx context.Context, peer string) error {
-	a.mu.Lock()
-	p, ok := a.peers[peer]
-	a.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("peer %s: not configured", peer)
+	p, err := a.peer(peer)
+	if err != nil {
+		return err
 	}
 	if err := a.s.EnablePeer(ctx, &api.EnablePeerRequest{Address: p.Address.String()}); err != nil {
 		return fmt.Errorf("peer %s: enable: %w", peer, err)

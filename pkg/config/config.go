@@ -391,7 +391,7 @@ func (d *decoder) standby(o *obj) Standby {
 
 func (d *decoder) ipsec(o *obj) IPsec {
 	defer o.done()
-	p := IPsec{Mode: IPsecXFRM, ViciSocket: DefaultViciSocket}
+	p := IPsec{Mode: IPsecXFRM}
 	if m, ok := o.str("mode", false); ok {
 		switch IPsecMode(m) {
 		case IPsecXFRM, IPsecLibipsec, IPsecNone:
@@ -400,12 +400,7 @@ func (d *decoder) ipsec(o *obj) IPsec {
 			d.errorf(o.key("mode"), "%q: want xfrm, libipsec or none", m)
 		}
 	}
-	if s, ok := o.str("vici_socket", false); ok {
-		if !filepath.IsAbs(s) {
-			d.errorf(o.key("vici_socket"), "must be an absolute path, got %q", s)
-		}
-		p.ViciSocket = s
-	}
+	p.ViciSocket = o.absPath("vici_socket", DefaultViciSocket)
 	return p
 }
 
@@ -449,14 +444,7 @@ func (d *decoder) bfd(o *obj) BFD {
 
 func (d *decoder) api(o *obj) API {
 	defer o.done()
-	a := API{Socket: DefaultSocket}
-	if s, ok := o.str("socket", false); ok {
-		if !filepath.IsAbs(s) {
-			d.errorf(o.key("socket"), "must be an absolute path, got %q", s)
-		}
-		a.Socket = s
-	}
-	return a
+	return API{Socket: o.absPath("socket", DefaultSocket)}
 }
 
 func (d *decoder) kernel(o *obj) Kernel {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -213,6 +214,18 @@ func (o *obj) duration(k string, def time.Duration) time.Duration {
 		return def
 	}
 	return dur
+}
+
+// absPath reads an optional absolute path.
+func (o *obj) absPath(k, def string) string {
+	s, ok := o.str(k, false)
+	if !ok {
+		return def
+	}
+	if !filepath.IsAbs(s) {
+		o.d.errorf(o.key(k), "must be an absolute path, got %q", s)
+	}
+	return s
 }
 
 func (o *obj) addr(k string, required bool) netip.Addr {

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"path/filepath"
 	"time"
 )
 
@@ -55,15 +54,9 @@ var checkKinds = map[string]bool{"link": true, "icmp": true, "tcp": true, "http"
 
 func (d *decoder) drain(o *obj) Drain {
 	defer o.done()
-	dr := Drain{Time: o.duration("time", DefaultDrainTime), StateFile: DefaultDrainState}
+	dr := Drain{Time: o.duration("time", DefaultDrainTime), StateFile: o.absPath("state_file", DefaultDrainState)}
 	if dr.Time > 5*time.Minute {
 		d.errorf(o.key("time"), "%s is longer than 5m", dr.Time)
-	}
-	if s, ok := o.str("state_file", false); ok {
-		if !filepath.IsAbs(s) {
-			d.errorf(o.key("state_file"), "must be an absolute path, got %q", s)
-		}
-		dr.StateFile = s
 	}
 	return dr
 }

@@ -29,7 +29,7 @@ func (d *Daemon) startBFD(ctx context.Context, g *errgroup.Group, stop <-chan st
 	for _, t := range d.cfg.Tunnels {
 		if t.BFD.Enabled {
 			c := bfd.SessionConfig{Peer: t.InsideRemote, Local: t.InsideLocal.Addr(), Multihop: t.BFD.Multihop,
-				DesiredMinTx: t.BFD.MinTx, RequiredMinRx: t.BFD.MinRx, DetectMult: uint8(t.BFD.Multiplier)}
+				DesiredMinTx: t.BFD.MinTx, RequiredMinRx: t.BFD.MinRx, DetectMult: uint8(t.BFD.Multiplier), Auth: bfdAuth(t.BFD)}
 			cfgs = append(cfgs, c)
 			peers[c.Key()] = &bfdPeer{name: t.Name, tunnel: true}
 		}
@@ -37,16 +37,13 @@ func (d *Daemon) startBFD(ctx context.Context, g *errgroup.Group, stop <-chan st
 	for _, p := range d.cfg.CloudPeers {
 		if p.BFD.Enabled {
 			c := bfd.SessionConfig{Peer: p.Address, Local: p.LocalAddress, Multihop: p.Multihop > 1 || p.BFD.Multihop,
-				DesiredMinTx: p.BFD.MinTx, RequiredMinRx: p.BFD.MinRx, DetectMult: uint8(p.BFD.Multiplier)}
+				DesiredMinTx: p.BFD.MinTx, RequiredMinRx: p.BFD.MinRx, DetectMult: uint8(p.BFD.Multiplier), Auth: bfdAuth(p.BFD)}
 			cfgs = append(cfgs, c)
 			peers[c.Key()] = &bfdPeer{name: p.Name}
 		}
 	}
 	if len(cfgs) == 0 {
 		return nil
-	}
-	for i := range cfgs {
-		cfgs[i].Auth = bfdAuth(d.peerBFD(peers[cfgs[i].Key()].name))
 	}
 	m := bfd.NewManager(bfd.Options{Logger: d.log})
 	for _, c := range cfgs {
@@ -84,21 +81,6 @@ func (d *Daemon) startBFD(ctx context.Context, g *errgroup.Group, stop <-chan st
 		}
 	})
 	return nil
-}
-
-// peerBFD returns the BFD configuration of a tunnel or cloud peer.
-func (d *Daemon) peerBFD(name string) config.BFD {
-	for _, t := range d.cfg.Tunnels {
-		if t.Name == name {
-			return t.BFD
-		}
-	}
-	for _, p := range d.cfg.CloudPeers {
-		if p.Name == name {
-			return p.BFD
-		}
-	}
-	return config.BFD{}
 }
 
 func bfdAuth(b config.BFD) *bfd.AuthConfig {

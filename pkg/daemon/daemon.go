@@ -52,7 +52,8 @@ type Daemon struct {
 	speaker bgp.Speaker
 	routes  *route.Installer
 
-	wake chan struct{}
+	wake   chan struct{}
+	bgpErr string // last failure to read BGP state; loop goroutine only
 
 	drainMu sync.Mutex // serialises drain and undrain (core and state file together)
 

@@ -28,8 +28,13 @@ func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}, stopped cha
 		watchdog = t.C
 	}
 	exiting, ready := false, false
+	// BGP state is read only when the speaker says it changed (and on the
+	// first pass and the resync): a health, BFD, drain or timer event goes
+	// straight to the withdrawal without walking the RIB first.
+	observe := true
 	for {
-		out := d.reconcile(ctx)
+		out := d.reconcile(ctx, observe)
+		observe = false
 		if !ready {
 			ready = true
 			if err := d.notify.Ready(); err != nil {
@@ -57,29 +62,37 @@ func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}, stopped cha
 			d.core.SetDrain(d.now(), true, false) // not persisted: a restart comes back undrained
 			d.mu.Unlock()
 		case <-d.speaker.Changed():
+			observe = true
 		case <-d.wake:
 		case <-timer.C:
 		case <-resync.C:
+			observe = true
 		}
 	}
 }
 
-// reconcile feeds the observed BGP state to the core and applies its
-// output: announcements, session holds and kernel routes.
-func (d *Daemon) reconcile(ctx context.Context) core.Output {
+// reconcile feeds the observed BGP state (when observe) to the core and
+// applies its output: announcements, session holds and kernel routes.
+func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 	var errs []string
-	st, err := d.speaker.Status(ctx)
-	if err != nil {
-		d.log.Error("read BGP state", "err", err)
-		errs = append(errs, err.Error())
+	var st []bgp.PeerStatus
+	if observe {
+		var err error
+		if st, err = d.speaker.Status(ctx); err != nil {
+			d.log.Error("read BGP state", "err", err)
+			d.bgpErr = err.Error()
+		} else {
+			d.bgpErr = ""
+		}
+	}
+	if d.bgpErr != "" {
+		errs = append(errs, d.bgpErr)
 	}
 	now := d.now()
 	d.mu.Lock()
-	if err == nil {
-		for _, p := range st {
-			if p.Kind == bgp.KindTunnel {
-				d.core.SessionState(now, p.Name, p.State == bgp.StateEstablished, p.Received)
-			}
+	for _, p := range st {
+		if p.Kind == bgp.KindTunnel {
+			d.core.SessionState(now, p.Name, p.State == bgp.StateEstablished, p.Received)
 		}
 	}
 	d.core.Tick(now)
