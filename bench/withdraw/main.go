@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bgpgw/bgpgw/internal/lab"
@@ -100,6 +101,11 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Println("wrote", *out)
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		// The stand-in peer runs in a child process: this is bgpgw's speaker and core.
+		fmt.Printf("peak RSS of the measured process (speaker + core): %.1f MiB\n", float64(ru.Maxrss)/1024)
+	}
 }
 
 func freePort() (int, error) {
