@@ -66,6 +66,7 @@ type Config struct {
 	Health     []Check
 	Drain      Drain
 	HoldDown   HoldDown
+	Metrics    Metrics
 	// Warnings are problems that do not stop the configuration from
 	// working, such as a secret file readable by everyone.
 	Warnings []string
@@ -87,6 +88,9 @@ type BGP struct {
 	ConnectRetry    time.Duration
 	ListenPort      int
 	ListenAddresses []netip.Addr // empty: all addresses
+	// GRPCListen is the loopback address:port of GoBGP's own gRPC API, for
+	// the gobgp CLI; empty: off.
+	GRPCListen string
 }
 
 // Standby is how the standby instance of an active-standby pair makes its
@@ -117,6 +121,12 @@ type Tunnel struct {
 	MaxPrefixes   uint32
 	Password      Secret
 	BFD           BFD
+	// IfID is the XFRM interface ID that binds the tunnel's SAs to its
+	// interface (xfrm mode).
+	IfID uint32
+	// Interface is the tunnel's network interface: its own XFRM interface
+	// in xfrm mode, charon's shared TUN device in libipsec mode.
+	Interface string
 }
 
 // CloudPeer is a cloud-side BGP router that learns the on-prem prefixes.
@@ -257,6 +267,7 @@ func (d *decoder) decode(tree map[string]any) *Config {
 	c.Health = d.checks(root, c)
 	c.Drain = d.drain(root.child("drain"))
 	c.HoldDown = d.holdDown(root.child("hold_down"))
+	c.Metrics = d.metrics(root.child("metrics"))
 	root.done()
 	return c
 }
@@ -343,6 +354,7 @@ func (d *decoder) bgp(o *obj) BGP {
 		}
 		b.ListenAddresses = append(b.ListenAddresses, a)
 	}
+	b.GRPCListen = d.loopbackListen(o, "grpc_listen", "")
 	return b
 }
 

@@ -1,9 +1,16 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 )
+
+// LibipsecInterface is the TUN device of charon's kernel-libipsec plugin.
+const LibipsecInterface = "ipsec0"
+
+var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
 // peerNames tracks the names of tunnels and cloud peers, which share one namespace.
 type peerNames map[string]string
@@ -32,10 +39,21 @@ func (d *decoder) tunnels(root *obj, c *Config) []Tunnel {
 	}
 	var insides []inside
 	var out []Tunnel
+	ifIDs, ifaces := map[uint32]string{}, map[string]string{}
 	for i, item := range items {
 		o := d.object(paths[i], item)
-		t := d.tunnel(o, c)
+		t := d.tunnel(o, c, i)
 		names.claim(d, o.key("name"), t.Name)
+		if c.IPsec.Mode == IPsecXFRM {
+			if first, dup := ifIDs[t.IfID]; dup && t.IfID != 0 {
+				d.errorf(o.key("if_id"), "%d is also the if_id of %s", t.IfID, first)
+			}
+			ifIDs[t.IfID] = o.key("if_id")
+			if first, dup := ifaces[t.Interface]; dup && t.Interface != "" {
+				d.errorf(o.key("interface"), "%q is also the interface of %s", t.Interface, first)
+			}
+			ifaces[t.Interface] = o.key("interface")
+		}
 		if t.InsideLocal.IsValid() {
 			for _, prev := range insides {
 				if prev.p.Overlaps(t.InsideLocal) {
@@ -50,7 +68,7 @@ func (d *decoder) tunnels(root *obj, c *Config) []Tunnel {
 	return out
 }
 
-func (d *decoder) tunnel(o *obj, c *Config) Tunnel {
+func (d *decoder) tunnel(o *obj, c *Config, index int) Tunnel {
 	defer o.done()
 	t := Tunnel{Name: d.name(o, "name")}
 	managed := c.IPsec.Mode != IPsecNone
@@ -105,7 +123,42 @@ func (d *decoder) tunnel(o *obj, c *Config) Tunnel {
 	}
 	t.Password = d.md5Password(o)
 	t.BFD = d.bfd(o.child("bfd"))
+	d.tunnelInterface(o, c, index, &t)
 	return t
+}
+
+// tunnelInterface decodes if_id and interface: in xfrm mode each tunnel
+// has its own XFRM interface (default name "bgpgw" + if_id, if_id default
+// the tunnel's position from 1); in libipsec mode every tunnel shares
+// charon's TUN device.
+func (d *decoder) tunnelInterface(o *obj, c *Config, index int, t *Tunnel) {
+	t.IfID = uint32(index + 1)
+	if n, ok := o.integer("if_id", false, 1, 0xfffffffe); ok {
+		t.IfID = uint32(n)
+	}
+	switch c.IPsec.Mode {
+	case IPsecXFRM:
+		t.Interface = fmt.Sprintf("bgpgw%d", t.IfID)
+	case IPsecLibipsec:
+		t.Interface = LibipsecInterface
+	}
+	if s, ok := o.str("interface", false); ok {
+		switch {
+		case c.IPsec.Mode != IPsecXFRM:
+			d.errorf(o.key("interface"), "only used with ipsec.mode xfrm (mode %s uses %s)", c.IPsec.Mode, ifaceOrNone(t.Interface))
+		case !ifnameRE.MatchString(s):
+			d.errorf(o.key("interface"), "%q: an interface name is 1 to 15 letters, digits, '_', '.' or '-'", s)
+		default:
+			t.Interface = s
+		}
+	}
+}
+
+func ifaceOrNone(s string) string {
+	if s == "" {
+		return "no interface of bgpgw's"
+	}
+	return s
 }
 
 func (d *decoder) cloudPeers(root *obj, c *Config) []CloudPeer {
