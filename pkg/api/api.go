@@ -43,6 +43,19 @@ type Tunnel struct {
 	Reason        string     `json:"reason,omitempty"`
 	Flaps         int        `json:"flaps"`
 	HoldDownUntil *time.Time `json:"hold_down_until,omitempty"`
+	IPsec         *IPsec     `json:"ipsec,omitempty"` // when bgpgw manages the tunnel (ipsec.mode xfrm or libipsec)
+}
+
+// IPsec is the state of a tunnel's IKE and CHILD SAs in charon.
+type IPsec struct {
+	// State is "up" (CHILD_SA installed), "connecting" or "down".
+	State     string     `json:"state"`
+	IKEState  string     `json:"ike_state,omitempty"`  // charon's IKE_SA state, e.g. ESTABLISHED
+	ChildSPIs []string   `json:"child_spis,omitempty"` // inbound/outbound SPIs of the installed CHILD_SA
+	Since     *time.Time `json:"since,omitempty"`      // when State last changed
+	Error     string     `json:"error,omitempty"`      // why the tunnel is not up (charon's words)
+	Interface string     `json:"interface,omitempty"`  // where the inside address is
+	Rekeys    uint64     `json:"rekeys"`               // IKE and CHILD rekeys seen
 }
 
 // Check is the last result of a health check.
