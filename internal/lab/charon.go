@@ -1,0 +1,162 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// CharonBin is strongSwan's IKE daemon.
+const CharonBin = "/usr/lib/ipsec/charon"
+
+// CharonStartTimeout bounds how long StartCharon waits for VICI to answer.
+const CharonStartTimeout = 15 * time.Second
+
+// Charon is a strongSwan charon running in a namespace with the
+// kernel-libipsec plugin (userspace ESP over its TUN device ipsec0), in its
+// own mount namespace with a private /run (charon keeps its pid file there).
+type Charon struct {
+	lab  *Lab
+	ns   *Netns
+	name string
+	dir  string
+	// Vici is the path of its VICI socket.
+	Vici string
+	proc *Process
+}
+
+// charonConf is the strongswan.conf of a lab charon: libipsec, no routes
+// of its own (bgpgw or the test programs them), short IKE retransmissions
+// so a dead peer is given up in seconds, and a file log.
+const charonConf = `charon {
+  load = random nonce openssl pem pkcs1 x509 pubkey kdf curve25519 aes sha1 sha2 hmac gcm kernel-libipsec kernel-netlink socket-default updown vici
+  install_routes = no
+  retransmit_timeout = 1
+  retransmit_tries = 2
+  retransmit_base = 1.4
+  filelog {
+    log {
+      path = %[1]s/charon.log
+      time_format = %%T
+      default = 1
+      ike = 1
+      cfg = 1
+    }
+  }
+  plugins {
+    vici {
+      socket = unix://%[1]s/charon.vici
+    }
+  }
+}
+`
+
+// StartCharon writes a strongswan.conf for charon called name and starts
+// it in n. It returns once its VICI socket answers.
+func (l *Lab) StartCharon(n *Netns, name string) (*Charon, error) {
+	if err := l.reserve("charon", name); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(CharonBin); err != nil {
+		return nil, fmt.Errorf("charon %s: %w (apt-get install -y strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins)", name, err)
+	}
+	if _, err := exec.LookPath("swanctl"); err != nil {
+		return nil, fmt.Errorf("charon %s: swanctl: %w (apt-get install -y strongswan-swanctl)", name, err)
+	}
+	c := &Charon{lab: l, ns: n, name: name, dir: filepath.Join(l.dir, "charon-"+name)}
+	c.Vici = filepath.Join(c.dir, "charon.vici")
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("charon %s: %w", name, err)
+	}
+	if err := os.WriteFile(c.conf(), fmt.Appendf(nil, charonConf, c.dir), 0o644); err != nil {
+		return nil, fmt.Errorf("charon %s: %w", name, err)
+	}
+	if err := c.Start(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Charon) conf() string { return filepath.Join(c.dir, "strongswan.conf") }
+
+// Dir is where its configuration, log and socket are.
+func (c *Charon) Dir() string { return c.dir }
+
+// Start (re)starts charon after Kill.
+func (c *Charon) Start() error {
+	_ = os.Remove(c.Vici)
+	script := `mount -t tmpfs none /run && STRONGSWAN_CONF="$1" exec "$2"`
+	p, err := c.lab.Start(c.ns, filepath.Join(c.dir, "charon.out"), "unshare", "-m", "--propagation", "private",
+		"sh", "-c", script, "sh", c.conf(), CharonBin)
+	if err != nil {
+		return fmt.Errorf("charon %s: %w", c.name, err)
+	}
+	c.proc = p
+	ctx, cancel := context.WithTimeout(context.Background(), CharonStartTimeout)
+	defer cancel()
+	err = Poll(ctx, 50*time.Millisecond, func() (bool, error) {
+		if p.Exited() {
+			return false, fmt.Errorf("charon exited:\n%s", c.LogTail(20))
+		}
+		if _, err := os.Stat(c.Vici); err != nil {
+			return false, nil
+		}
+		_, err := c.Swanctl(ctx, "--stats")
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("charon %s: VICI did not answer: %w\n%s", c.name, err, c.LogTail(20))
+	}
+	c.lab.logf("lab: charon %s running in %s (pid %d, vici %s)", c.name, c.ns.name, p.Pid(), c.Vici)
+	return nil
+}
+
+// Kill kills charon with SIGKILL and waits for it to be gone.
+func (c *Charon) Kill() error {
+	if err := syscall.Kill(c.proc.Pid(), syscall.SIGKILL); err != nil {
+		return fmt.Errorf("charon %s: kill: %w", c.name, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	return c.proc.Wait(ctx)
+}
+
+// Pid is charon's process id.
+func (c *Charon) Pid() int { return c.proc.Pid() }
+
+// Swanctl runs `swanctl COMMAND --uri SOCKET args...` against this
+// charon (swanctl takes --uri after the command).
+func (c *Charon) Swanctl(ctx context.Context, command string, args ...string) (string, error) {
+	return run(ctx, "charon "+c.name, "swanctl", append([]string{command, "--uri", "unix://" + c.Vici}, args...)...)
+}
+
+// Load writes swanctl.conf text to the charon's directory and loads it
+// (connections and secrets) with `swanctl --load-all`.
+func (c *Charon) Load(ctx context.Context, swanctlConf string) error {
+	path := filepath.Join(c.dir, "swanctl.conf")
+	if err := os.WriteFile(path, []byte(swanctlConf), 0o600); err != nil {
+		return fmt.Errorf("charon %s: %w", c.name, err)
+	}
+	out, err := c.Swanctl(ctx, "--load-all", "--noprompt", "--file", path)
+	if err != nil {
+		return err
+	}
+	// Missing credential directories next to the file are reported as
+	// "opening directory ... failed" and are harmless.
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "failed") && !strings.HasPrefix(line, "opening directory") {
+			return fmt.Errorf("charon %s: swanctl --load-all: %s", c.name, out)
+		}
+	}
+	return nil
+}
+
+// LogTail returns the last n lines of charon's log.
+func (c *Charon) LogTail(n int) string {
+	return tailFile(filepath.Join(c.dir, "charon.log"), n) + tailFile(filepath.Join(c.dir, "charon.out"), n)
+}
