@@ -55,6 +55,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz 'FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/config/
 	$(GO) test -run XXX -fuzz 'FuzzParsePrefixRange$$' -fuzztime $(FUZZTIME) ./pkg/config/
 	$(GO) test -run XXX -fuzz 'FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/bfd/
+	$(GO) test -run XXX -fuzz 'FuzzParseSAs$$' -fuzztime $(FUZZTIME) ./pkg/ipsec/
 
 clean:
 	rm -rf bin

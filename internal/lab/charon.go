@@ -123,7 +123,11 @@ func (c *Charon) Kill() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
-	return c.proc.Wait(ctx)
+	_ = c.proc.Wait(ctx) // "signal: killed" is the expected exit status
+	if !c.proc.Exited() {
+		return fmt.Errorf("charon %s: still running after SIGKILL", c.name)
+	}
+	return nil
 }
 
 // Pid is charon's process id.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -32,12 +33,27 @@ type GoBGP struct {
 var _ Speaker = (*GoBGP)(nil)
 
 // NewGoBGP starts an embedded GoBGP server with default-deny policies.
-// GoBGP's own logs go to log at warning level and above.
+// GoBGP's own logs go to log at warning level and above. With
+// g.GRPCListen set, GoBGP's gRPC API answers there once NewGoBGP returns,
+// until Close.
 func NewGoBGP(ctx context.Context, g Global, log *slog.Logger) (*GoBGP, error) {
 	lvl := new(slog.LevelVar)
 	lvl.Set(slog.LevelWarn)
-	s := server.NewBgpServer(server.LoggerOption(log.With("component", "gobgp"), lvl))
+	opts := []server.ServerOption{server.LoggerOption(log.With("component", "gobgp"), lvl)}
+	if g.GRPCListen != "" {
+		if err := checkGRPCListen(g.GRPCListen); err != nil {
+			return nil, err
+		}
+		opts = append(opts, server.GrpcListenAddress(g.GRPCListen))
+	}
+	s := server.NewBgpServer(opts...)
 	go s.Serve()
+	if g.GRPCListen != "" {
+		if err := waitListening(ctx, g.GRPCListen, grpcStartTimeout); err != nil {
+			s.Stop()
+			return nil, fmt.Errorf("bgp.grpc_listen %s: GoBGP's gRPC API did not start: %w", g.GRPCListen, err)
+		}
+	}
 
 	port := int32(g.ListenPort)
 	if port == 0 {
@@ -409,4 +425,46 @@ func sessionState(s api.PeerState_SessionState) SessionState {
 		return StateEstablished
 	}
 	return StateIdle
+}
+
+// grpcStartTimeout bounds the wait for GoBGP's gRPC listener.
+const grpcStartTimeout = 5 * time.Second
+
+// checkGRPCListen refuses an address that is not loopback (the API has no
+// authentication) and one that cannot be bound. GoBGP binds the address on
+// a goroutine of its own and only logs a failure, so a busy port would
+// otherwise go unnoticed.
+func checkGRPCListen(addr string) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("bgp.grpc_listen %q: want ADDRESS:PORT: %w", addr, err)
+	}
+	if !ap.Addr().IsLoopback() {
+		return fmt.Errorf("bgp.grpc_listen %s: not a loopback address: GoBGP's gRPC API has no authentication", addr)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("bgp.grpc_listen %s: %w", addr, err)
+	}
+	return l.Close()
+}
+
+// waitListening waits until a TCP connection to addr is accepted.
+func waitListening(ctx context.Context, addr string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var d net.Dialer
+	for {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			return c.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %w)", ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
 }

@@ -43,6 +43,9 @@ type Global struct {
 	// their more-specifics: the cloud-side prefixes. Default routes are
 	// never accepted either.
 	Never []netip.Prefix
+	// GRPCListen is the loopback ADDRESS:PORT where GoBGP's own gRPC API
+	// (for the gobgp CLI) listens; empty: nothing listens.
+	GRPCListen string
 }
 
 // PeerConfig is one BGP session.

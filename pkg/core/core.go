@@ -12,6 +12,9 @@
 //     re-announced to the cloud side) only while its tunnel is up, its BGP
 //     session established, its BFD session up (when configured) and every
 //     tunnel-scope health check passes.
+//   - A tunnel's BGP session is held down while its IPsec SA is not
+//     installed (when bgpgw manages the tunnels), so it starts only once the
+//     CHILD_SA is there.
 //   - While an instance-scope check fails, nothing is announced to any
 //     tunnel peer and on-prem prefixes are withdrawn from cloud-side peers,
 //     so the other instance carries the traffic.

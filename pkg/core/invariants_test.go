@@ -137,6 +137,9 @@ func checkInvariants(cfg *config.Config, m model, learned map[string][]netip.Pre
 	for _, tn := range cfg.Tunnels {
 		n := tn.Name
 		healthy[n] = m.established[n] && m.ipsec[n] && m.bfd[n] && !tunnelCheck[n]
+		if !m.ipsec[n] && !slices.Contains(out.ShutDown, n) {
+			return fmt.Errorf("tunnel %s is down but its BGP session is not held down (shut down: %v)", n, out.ShutDown)
+		}
 		if len(out.Announcements[n]) > 0 && !healthy[n] {
 			return fmt.Errorf("announcing over failed tunnel %s", n)
 		}

@@ -104,6 +104,13 @@ func (c *Core) Output(now time.Time) Output {
 	}
 	if c.drain == Drained {
 		out.ShutDown = cfg.PeerNames()
+	} else {
+		// A tunnel's session runs only while its CHILD_SA is installed.
+		for _, tc := range cfg.Tunnels {
+			if !c.tunnels[tc.Name].ipsecUp {
+				out.ShutDown = append(out.ShutDown, tc.Name)
+			}
+		}
 	}
 	out.NextWake = c.nextWake(now)
 	return out

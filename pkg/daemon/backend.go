@@ -145,8 +145,9 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		st.Checks = append(st.Checks, c)
 	}
 	d.mu.Unlock()
+	ipsecSt := d.ipsecStatus()
 	for _, t := range out.Tunnels {
-		at := api.Tunnel{Name: t.Name, Carrying: t.Carrying, Reason: t.Reason, Flaps: t.Flaps}
+		at := api.Tunnel{Name: t.Name, Carrying: t.Carrying, Reason: t.Reason, Flaps: t.Flaps, IPsec: ipsecSt[t.Name]}
 		if !t.HoldDown.IsZero() {
 			h := t.HoldDown.UTC()
 			at.HoldDownUntil = &h

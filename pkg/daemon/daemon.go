@@ -23,6 +23,7 @@ import (
 	"github.com/bgpgw/bgpgw/pkg/bgp"
 	"github.com/bgpgw/bgpgw/pkg/config"
 	"github.com/bgpgw/bgpgw/pkg/core"
+	"github.com/bgpgw/bgpgw/pkg/ipsec"
 	"github.com/bgpgw/bgpgw/pkg/route"
 	"github.com/bgpgw/bgpgw/pkg/sdnotify"
 )
@@ -67,7 +68,9 @@ type Daemon struct {
 	checks    map[string]api.Check
 	bfd       *bfd.Manager
 	bfdPeers  map[string]bfd.Key
+	ipsec     *ipsec.Manager // nil with ipsec.mode none
 	notify    *sdnotify.Notifier
+	metrics   *daemonMetrics // nil with metrics.listen off
 }
 
 // Run runs the daemon until ctx ends, then drains (GRACEFUL_SHUTDOWN for
@@ -81,9 +84,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
-	}
-	if cfg.IPsec.Mode != config.IPsecNone {
-		return fmt.Errorf("%w: ipsec.mode %q: tunnel management is not available in this version; use ipsec.mode: none with tunnels managed outside bgpgw", ErrConfig, cfg.IPsec.Mode)
 	}
 	// One instance per socket: the lock is taken before touching routes or
 	// sessions and released last, after BGP has stopped and the routes are
@@ -102,6 +102,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	defer func() { _ = srv.Close() }()
+	if err := d.listenMetrics(); err != nil {
+		return err
+	}
+	defer d.closeMetrics()
 
 	drained, err := readDrainState(cfg.Drain.StateFile)
 	if err != nil {
@@ -150,11 +154,15 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	g, gctx := errgroup.WithContext(runCtx)
 	stop := make(chan struct{})
 	g.Go(srv.Serve)
+	d.serveMetrics(gctx, g, stop)
 	g.Go(func() error {
 		defer func() { _ = srv.Close() }()
 		return d.loop(gctx, ctx.Done(), stop)
 	})
-	err = d.startHealth(gctx, g, stop)
+	err = d.startIPsec(gctx, g, stop, opts)
+	if err == nil {
+		err = d.startHealth(gctx, g, stop)
+	}
 	if err == nil {
 		err = d.startBFD(gctx, g, stop)
 	}
@@ -168,6 +176,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 }
 
 func (d *Daemon) poke() {
+	d.metrics.event(d.now())
 	select {
 	case d.wake <- struct{}{}:
 	default:

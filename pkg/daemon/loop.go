@@ -63,6 +63,7 @@ func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}, stopped cha
 			d.mu.Unlock()
 		case <-d.speaker.Changed():
 			observe = true
+			d.metrics.event(d.now())
 		case <-d.wake:
 		case <-timer.C:
 		case <-resync.C:
@@ -74,6 +75,7 @@ func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}, stopped cha
 // reconcile feeds the observed BGP state (when observe) to the core and
 // applies its output: announcements, session holds and kernel routes.
 func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
+	since := d.metrics.take(d.now()) // the event this pass answers
 	var errs []string
 	var st []bgp.PeerStatus
 	if observe {
@@ -95,6 +97,7 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 			d.core.SessionState(now, p.Name, p.State == bgp.StateEstablished, p.Received)
 		}
 	}
+	d.observeTunnels()
 	d.core.Tick(now)
 	out := d.core.Output(now)
 	prev := d.out
@@ -102,11 +105,13 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 	d.mu.Unlock()
 	d.logChanges(prev, out)
 
-	if err := d.speaker.SetAnnouncements(ctx, out.Announcements); err != nil {
+	err := d.speaker.SetAnnouncements(ctx, out.Announcements)
+	d.metrics.announced(since, d.now(), out.Announcements, err)
+	if err != nil {
 		d.log.Error("apply announcements", "err", err)
 		errs = append(errs, err.Error())
 	}
-	errs = append(errs, d.holdSessions(ctx, out.ShutDown)...)
+	errs = append(errs, d.holdSessions(ctx, out)...)
 	installed, err := d.routes.Set(out.Routes)
 	if err != nil {
 		d.log.Error("install kernel routes", "err", err)
@@ -121,19 +126,24 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 	return out
 }
 
-// holdSessions shuts down the sessions a drain holds down and enables the
-// ones it no longer does.
-func (d *Daemon) holdSessions(ctx context.Context, want []string) []string {
+// holdSessions shuts down the sessions the core holds down (a drain, a
+// tunnel whose CHILD_SA is not installed) and enables the ones it no
+// longer does.
+func (d *Daemon) holdSessions(ctx context.Context, out core.Output) []string {
 	var errs []string
 	wantSet := map[string]bool{}
-	for _, p := range want {
+	reason := "tunnel down"
+	if out.Drain == core.Drained {
+		reason = "drained"
+	}
+	for _, p := range out.ShutDown {
 		wantSet[p] = true
 		if !d.shutDown[p] {
 			if err := d.speaker.Shutdown(ctx, p, core.ShutdownMessage); err != nil {
 				errs = append(errs, err.Error())
 				continue
 			}
-			d.log.Info("session shut down", "peer", p, "reason", "drained")
+			d.log.Info("session shut down", "peer", p, "reason", reason)
 			d.shutDown[p] = true
 		}
 	}
@@ -143,7 +153,7 @@ func (d *Daemon) holdSessions(ctx context.Context, want []string) []string {
 				errs = append(errs, err.Error())
 				continue
 			}
-			d.log.Info("session enabled", "peer", p, "reason", "undrained")
+			d.log.Info("session enabled", "peer", p)
 			delete(d.shutDown, p)
 		}
 	}
@@ -166,6 +176,9 @@ func (d *Daemon) logChanges(prev, out core.Output) {
 			d.log.Info("tunnel carrying traffic: announcing", "tunnel", t.Name)
 		} else if seen || t.Reason != "" {
 			d.log.Warn("tunnel not carrying traffic: withdrawn", "tunnel", t.Name, "reason", t.Reason)
+		}
+		if seen && !t.Carrying { // it carried until this pass
+			d.metrics.failover(t.Name)
 		}
 	}
 	if prev.InstanceOK != out.InstanceOK && prev.Tunnels != nil {

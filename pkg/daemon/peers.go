@@ -9,7 +9,7 @@ func global(c *config.Config) bgp.Global {
 	return bgp.Global{
 		ASN: c.BGP.ASN, RouterID: c.BGP.RouterID,
 		ListenPort: c.BGP.ListenPort, ListenAddresses: c.BGP.ListenAddresses,
-		Never: c.Announce,
+		Never: c.Announce, GRPCListen: c.BGP.GRPCListen,
 	}
 }
 

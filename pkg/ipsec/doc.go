@@ -1,8 +1,14 @@
-// Package ipsec will hold bgpgw's tunnel model and the VICI adapter that
-// drives strongSwan's charon (the only package to import govici): load and
-// initiate each configured tunnel, turn IKE/CHILD SA events into tunnel
-// state events, and resync after a charon restart.
+// Package ipsec builds and watches bgpgw's IPsec tunnels through
+// strongSwan's charon. It is the only package that imports govici.
 //
-// Not implemented yet: this version runs with ipsec.mode "none", where the
-// tunnels and their inside addresses are managed outside bgpgw.
+// Manager keeps every configured tunnel loaded in charon (its pre-shared
+// key and an IKEv2 connection) and up: it initiates and retries with a
+// backoff, turns charon's IKE/CHILD up, down and rekey events into one
+// state per tunnel (read back from list-sas, so a dropped event only delays
+// a state by the resync interval), and survives charon restarts by
+// reconnecting, reloading the connections and resyncing. While charon
+// cannot be reached, every tunnel is down with that reason.
+//
+// DataPlane is the netlink half: one XFRM interface per tunnel (xfrm mode)
+// or the inside addresses on charon's TUN device (libipsec mode).
 package ipsec

@@ -1,0 +1,88 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bgpgw/bgpgw/pkg/api"
+	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/ipsec"
+)
+
+// startIPsec has charon build the tunnels (ipsec.mode xfrm or libipsec)
+// until the loop stops, then terminates them. Every tunnel state change
+// wakes the loop, which feeds the states to the core.
+func (d *Daemon) startIPsec(ctx context.Context, g *errgroup.Group, stop <-chan struct{}, opts Options) error {
+	if d.cfg.IPsec.Mode == config.IPsecNone {
+		return nil
+	}
+	nl, err := ipsec.NewNetlink(opts.RouteNetns)
+	if err != nil {
+		return fmt.Errorf("tunnel interfaces: %w", err)
+	}
+	closeHandle := func() {
+		if h, ok := nl.(interface{ Close() }); ok {
+			h.Close()
+		}
+	}
+	dp, err := ipsec.NewDataPlane(d.cfg.IPsec.Mode, nl, d.log)
+	if err != nil {
+		closeHandle()
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	m := ipsec.New(ipsec.Options{Mode: d.cfg.IPsec.Mode, Socket: d.cfg.IPsec.ViciSocket, Tunnels: d.cfg.Tunnels,
+		Announce: d.cfg.Announce, DataPlane: dp, Logger: d.log, OnChange: d.poke})
+	d.mu.Lock()
+	d.ipsec = m
+	d.mu.Unlock()
+	ictx, cancel := context.WithCancel(ctx)
+	g.Go(func() error {
+		select {
+		case <-stop:
+		case <-ictx.Done():
+		}
+		cancel()
+		return nil
+	})
+	g.Go(func() error {
+		defer closeHandle() // after Run, which removes the interfaces through it
+		return m.Run(ictx)
+	})
+	return nil
+}
+
+// observeTunnels feeds the tunnels' IPsec states to the core. Called with
+// mu held.
+func (d *Daemon) observeTunnels() {
+	if d.ipsec == nil {
+		return
+	}
+	now := d.now()
+	for _, s := range d.ipsec.Status() {
+		d.core.TunnelState(now, s.Name, s.Up())
+	}
+}
+
+// ipsecStatus is a tunnel's IPsec state for the API; nil when bgpgw does
+// not manage the tunnels.
+func (d *Daemon) ipsecStatus() map[string]*api.IPsec {
+	d.mu.Lock()
+	m := d.ipsec
+	d.mu.Unlock()
+	if m == nil {
+		return nil
+	}
+	out := map[string]*api.IPsec{}
+	for _, s := range m.Status() {
+		a := &api.IPsec{State: s.State, IKEState: s.IKEState, ChildSPIs: s.ChildSPIs, Error: s.Error,
+			Interface: s.Interface, Rekeys: s.Rekeys}
+		if !s.Since.IsZero() {
+			since := s.Since.UTC()
+			a.Since = &since
+		}
+		out[s.Name] = a
+	}
+	return out
+}

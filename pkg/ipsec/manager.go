@@ -1,0 +1,398 @@
+package ipsec
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/strongswan/govici/vici"
+
+	"github.com/bgpgw/bgpgw/pkg/config"
+)
+
+// Tunnel states.
+const (
+	StateUp         = "up"         // CHILD_SA installed, interface ready
+	StateConnecting = "connecting" // an IKE_SA exists or is being initiated
+	StateDown       = "down"
+)
+
+// Reconnection and initiation backoff bounds.
+const (
+	minReconnect = 100 * time.Millisecond
+	maxReconnect = 2 * time.Second
+	minRetry     = time.Second
+	maxRetry     = 30 * time.Second
+	// syncInterval bounds how long a dropped event can leave a state stale.
+	syncInterval = time.Second
+)
+
+// Status is one tunnel's state as bgpgw sees it.
+type Status struct {
+	Name      string
+	State     string
+	IKEState  string
+	ChildSPIs []string
+	Since     time.Time // zero until the first change
+	Error     string    // why it is not up
+	Rekeys    uint64
+	Interface string
+}
+
+// Up reports whether the tunnel carries packets.
+func (s Status) Up() bool { return s.State == StateUp }
+
+// Tunnels is the data plane as the manager uses it (see DataPlane).
+type Tunnels interface {
+	Ensure(t config.Tunnel) error
+	Remove(t config.Tunnel) error
+	Close() error
+}
+
+// Options configure a Manager.
+type Options struct {
+	Mode    config.IPsecMode
+	Socket  string // charon's VICI socket
+	Tunnels []config.Tunnel
+	// Announce are the cloud-side prefixes (libipsec traffic selectors).
+	Announce []netip.Prefix
+	// DataPlane creates the tunnel interfaces and inside addresses; nil:
+	// none (tests of the charon side only).
+	DataPlane Tunnels
+	Logger    *slog.Logger
+	// OnChange is called, without blocking, after any tunnel's state changed.
+	OnChange func()
+}
+
+type tunnelRun struct {
+	cfg      config.Tunnel
+	st       Status
+	loadErr  string // charon refused its key or connection
+	initErr  string // the last initiation failed
+	dpErr    string // its interface or address could not be set up
+	inFlight bool
+	backoff  time.Duration
+	nextTry  time.Time
+}
+
+var errLost = errors.New("connection to charon lost")
+
+type initResult struct {
+	tunnel string
+	err    error
+}
+
+// Manager keeps the configured tunnels loaded in charon and up, and
+// reports their states. It survives charon restarts: it reconnects,
+// reloads the connections and resyncs from list-sas; while charon is
+// unreachable every tunnel is down, with the reason.
+type Manager struct {
+	opts     Options
+	log      *slog.Logger
+	initDone chan initResult
+	inits    sync.WaitGroup
+
+	mu      sync.Mutex
+	tunnels []*tunnelRun
+}
+
+// New returns a manager for opts; Run starts it.
+func New(opts Options) *Manager {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{opts: opts, log: log, initDone: make(chan initResult, len(opts.Tunnels))}
+	for _, t := range opts.Tunnels {
+		m.tunnels = append(m.tunnels, &tunnelRun{cfg: t,
+			st: Status{Name: t.Name, State: StateDown, Error: "not connected to charon yet", Interface: t.Interface,
+				Since: time.Now()}})
+	}
+	return m
+}
+
+// Status returns every tunnel's state, in configuration order.
+func (m *Manager) Status() []Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Status, 0, len(m.tunnels))
+	for _, t := range m.tunnels {
+		s := t.st
+		s.ChildSPIs = append([]string(nil), s.ChildSPIs...)
+		out = append(out, s)
+	}
+	return out
+}
+
+// Run keeps the tunnels up until ctx ends, then terminates them, unloads
+// them from charon and removes their interfaces.
+func (m *Manager) Run(ctx context.Context) error {
+	defer m.shutdown()
+	retry := minReconnect
+	for {
+		start := time.Now()
+		err := m.connected(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		m.lost(err)
+		if time.Since(start) > 10*time.Second {
+			retry = minReconnect
+		}
+		t := time.NewTimer(retry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		retry = min(retry*2, maxReconnect)
+	}
+}
+
+// connected runs one connection to charon until it breaks or ctx ends.
+func (m *Manager) connected(ctx context.Context) error {
+	c, err := dial(m.opts.Socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ch := make(chan vici.Event, 64)
+	ev, err := subscribe(m.opts.Socket, ch)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ev.Close() }()
+	m.log.Info("connected to charon", "socket", m.opts.Socket)
+	for _, t := range m.tunnels {
+		err := c.load(ctx, m.opts.Mode, m.opts.Announce, t.cfg)
+		m.mu.Lock()
+		t.loadErr = ""
+		if err != nil {
+			t.loadErr = err.Error()
+		}
+		m.mu.Unlock()
+		if err != nil {
+			m.log.Error("tunnel not loaded into charon", "tunnel", t.cfg.Name, "reason", err.Error())
+		}
+	}
+	tick := time.NewTicker(syncInterval)
+	defer tick.Stop()
+	for {
+		if err := m.sync(ctx, c); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-ch:
+			if !ok {
+				return errLost
+			}
+			m.event(e)
+			for more := true; more; { // a burst of events makes one sync
+				select {
+				case e, ok := <-ch:
+					if !ok {
+						return errLost
+					}
+					m.event(e)
+				default:
+					more = false
+				}
+			}
+		case r := <-m.initDone:
+			m.initiated(r)
+		case <-tick.C:
+		}
+	}
+}
+
+// event counts rekeys; up/down events are read back through list-sas.
+func (m *Manager) event(e vici.Event) {
+	if e.Message == nil || !strings.HasSuffix(e.Name, "-rekey") {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range e.Message.Keys() {
+		for _, t := range m.tunnels {
+			if k == ConnName(t.cfg.Name) {
+				t.st.Rekeys++
+				m.log.Debug("tunnel rekeyed", "tunnel", t.cfg.Name, "event", e.Name)
+			}
+		}
+	}
+}
+
+// sync reads the SAs from charon, makes sure every tunnel's interface is
+// ready, updates the states and starts the initiations that are due.
+func (m *Manager) sync(ctx context.Context, c *charon) error {
+	sas, err := c.listSAs(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	changed := false
+	m.mu.Lock()
+	for _, t := range m.tunnels {
+		m.ensureInterface(t)
+		state, ike, spis := tunnelState(sas[ConnName(t.cfg.Name)])
+		why := ""
+		switch {
+		case t.loadErr != "":
+			state, why = StateDown, t.loadErr
+		case t.dpErr != "":
+			if state == StateUp {
+				state = StateDown
+			}
+			why = t.dpErr
+		case state == StateUp:
+			t.initErr, t.backoff, t.nextTry = "", 0, time.Time{}
+		case t.inFlight && state == StateDown:
+			state = StateConnecting
+		}
+		if state != StateUp && why == "" {
+			why = t.initErr
+		}
+		changed = m.update(t, now, state, ike, spis, why) || changed
+	}
+	m.mu.Unlock()
+	m.initiateDue(ctx, now)
+	if changed && m.opts.OnChange != nil {
+		m.opts.OnChange()
+	}
+	return nil
+}
+
+// ensureInterface sets up the tunnel's interface and inside address,
+// logging only changes of its error. Called with mu held.
+func (m *Manager) ensureInterface(t *tunnelRun) {
+	if m.opts.DataPlane == nil {
+		return
+	}
+	msg := ""
+	if err := m.opts.DataPlane.Ensure(t.cfg); err != nil {
+		msg = "interface: " + err.Error()
+	}
+	if msg != t.dpErr {
+		if msg != "" {
+			m.log.Error("tunnel interface not ready", "tunnel", t.cfg.Name, "reason", msg)
+		} else {
+			m.log.Info("tunnel interface ready", "tunnel", t.cfg.Name, "interface", t.cfg.Interface)
+		}
+	}
+	t.dpErr = msg
+}
+
+// update records a tunnel's new state; it reports whether the state
+// changed. Called with mu held.
+func (m *Manager) update(t *tunnelRun, now time.Time, state, ike string, spis []string, why string) bool {
+	prev, prevWhy := t.st.State, t.st.Error
+	if state == StateUp {
+		why = ""
+	}
+	t.st.IKEState, t.st.ChildSPIs, t.st.Error = ike, spis, why
+	changed := prev != state
+	if changed {
+		t.st.State, t.st.Since = state, now
+	}
+	switch {
+	case changed && state == StateUp:
+		m.log.Info("tunnel up", "tunnel", t.cfg.Name, "event", "child-sa-installed")
+	case changed && state == StateConnecting:
+		m.log.Info("tunnel connecting", "tunnel", t.cfg.Name, "event", "connecting")
+	case state == StateDown && (changed || why != prevWhy):
+		m.log.Warn("tunnel down", "tunnel", t.cfg.Name, "event", "down", "reason", why)
+	}
+	return changed
+}
+
+// initiateDue starts, each in its own goroutine and VICI session, the
+// initiation of every tunnel that is down, loaded and past its backoff.
+func (m *Manager) initiateDue(ctx context.Context, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range m.tunnels {
+		// An IKE_SA without its CHILD_SA (the peer refused the child, or
+		// deleted it alone) gets the child initiated on it; an IKE_SA
+		// being set up by the peer is left to finish.
+		childless := t.st.State == StateConnecting && t.st.IKEState == "ESTABLISHED"
+		if (t.st.State != StateDown && !childless) || t.loadErr != "" || t.inFlight || now.Before(t.nextTry) {
+			continue
+		}
+		t.inFlight = true
+		name := t.cfg.Name
+		m.inits.Add(1)
+		go func() {
+			defer m.inits.Done()
+			// initDone has room for one result per tunnel, and a tunnel
+			// has at most one initiation in flight: this never blocks.
+			m.initDone <- initResult{tunnel: name, err: initiate(ctx, m.opts.Socket, name)}
+		}()
+	}
+}
+
+func (m *Manager) initiated(r initResult) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range m.tunnels {
+		if t.cfg.Name != r.tunnel {
+			continue
+		}
+		t.inFlight = false
+		if r.err == nil {
+			t.initErr = ""
+			continue
+		}
+		t.initErr = r.err.Error()
+		t.backoff = min(max(t.backoff*2, minRetry), maxRetry)
+		t.nextTry = time.Now().Add(t.backoff)
+		m.log.Warn("tunnel initiation failed", "tunnel", t.cfg.Name, "reason", t.initErr, "retry_in", t.backoff)
+	}
+}
+
+// lost marks every tunnel down because charon cannot be reached.
+func (m *Manager) lost(err error) {
+	why := err.Error()
+	if !strings.Contains(why, "charon") {
+		why = "charon: " + why
+	}
+	now := time.Now()
+	changed := false
+	m.mu.Lock()
+	for _, t := range m.tunnels {
+		changed = m.update(t, now, StateDown, "", nil, why) || changed
+	}
+	m.mu.Unlock()
+	if changed && m.opts.OnChange != nil {
+		m.opts.OnChange()
+	}
+}
+
+// shutdown terminates and unloads the tunnels and removes their interfaces.
+func (m *Manager) shutdown() {
+	m.inits.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
+	defer cancel()
+	if c, err := dial(m.opts.Socket); err != nil {
+		m.log.Warn("tunnels not unloaded from charon", "reason", err.Error())
+	} else {
+		for _, t := range m.tunnels {
+			if err := c.unload(ctx, t.cfg.Name); err != nil {
+				m.log.Warn("tunnel not unloaded from charon", "tunnel", t.cfg.Name, "reason", err.Error())
+			}
+		}
+		c.Close()
+		m.log.Info("tunnels terminated and unloaded from charon", "count", len(m.tunnels))
+	}
+	if m.opts.DataPlane != nil {
+		if err := m.opts.DataPlane.Close(); err != nil {
+			m.log.Warn("remove tunnel interfaces", "reason", err.Error())
+		}
+	}
+}
