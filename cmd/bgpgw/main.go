@@ -168,6 +168,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	drain := action("drain", "Move traffic away from this instance before maintenance", "drained", (*api.Client).Drain)
 	undrain := action("undrain", "Attract traffic again after maintenance", "undrained", (*api.Client).Undrain)
+	reload := action("reload", "Reload the configuration file (as SIGHUP does); a bad file is rejected and the running configuration kept", "reloaded", (*api.Client).Reload)
 	role := &cobra.Command{
 		Use:       "role primary|standby",
 		Short:     "Change this instance's role in an active-standby pair (no session reset)",
@@ -193,7 +194,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, "bgpgw", version) },
 	}
-	root.AddCommand(run, validate, status, drain, undrain, role, ver)
+	root.AddCommand(run, validate, status, drain, undrain, reload, role, ver)
 	return root
 }
 
@@ -227,7 +228,24 @@ func runDaemon(ctx context.Context, path string, stderr io.Writer, c *cobra.Comm
 	defer stop()
 	// The first signal starts a drain; a second one kills at once.
 	go func() { <-ctx.Done(); stop() }()
-	err = daemon.Run(ctx, cfg, daemon.Options{Logger: log})
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	err = daemon.Run(ctx, cfg, daemon.Options{Logger: log, ConfigPath: path, Reload: reload})
 	if errors.Is(err, daemon.ErrConfig) {
 		return codedError{exitConfig, err}
 	}

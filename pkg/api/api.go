@@ -34,6 +34,17 @@ type Status struct {
 	Peers      []Peer   `json:"peers"`
 	Routes     []Route  `json:"routes"`
 	Errors     []string `json:"errors,omitempty"`
+	// Reload is the outcome of the last reload (SIGHUP or bgpgw reload).
+	Reload *Reload `json:"reload,omitempty"`
+}
+
+// Reload is the outcome of a configuration reload. A rejected reload
+// leaves the running configuration in place.
+type Reload struct {
+	At      time.Time `json:"at"`
+	OK      bool      `json:"ok"`
+	Errors  []string  `json:"errors,omitempty"`  // why it was rejected
+	Changes []string  `json:"changes,omitempty"` // what it changed, e.g. "tunnel t3 added"
 }
 
 // Tunnel says whether a tunnel carries traffic, and why not.
@@ -117,6 +128,9 @@ type Backend interface {
 	Drain(ctx context.Context) error
 	Undrain(ctx context.Context) error
 	SetRole(ctx context.Context, role string) error
+	// Reload reads the configuration file again and applies the difference,
+	// or rejects it and keeps the running configuration.
+	Reload(ctx context.Context) error
 }
 
 // Server serves the API on a unix socket.
@@ -172,6 +186,7 @@ func Listen(path string, b Backend) (*Server, error) {
 	}
 	mux.HandleFunc("POST /v1/drain", action(b.Drain))
 	mux.HandleFunc("POST /v1/undrain", action(b.Undrain))
+	mux.HandleFunc("POST /v1/reload", action(b.Reload))
 	mux.HandleFunc("POST /v1/role/{role}", func(w http.ResponseWriter, r *http.Request) {
 		action(func(ctx context.Context) error { return b.SetRole(ctx, r.PathValue("role")) })(w, r)
 	})
@@ -267,6 +282,12 @@ func (c *Client) Drain(ctx context.Context) error {
 // SetRole changes the instance's role in an active-standby pair.
 func (c *Client) SetRole(ctx context.Context, role string) error {
 	_, err := c.do(ctx, http.MethodPost, "/v1/role/"+url.PathEscape(role))
+	return err
+}
+
+// Reload asks the daemon to reload its configuration file.
+func (c *Client) Reload(ctx context.Context) error {
+	_, err := c.do(ctx, http.MethodPost, "/v1/reload")
 	return err
 }
 

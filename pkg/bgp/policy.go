@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	api "github.com/osrg/gobgp/v4/api"
 )
@@ -174,6 +175,21 @@ func (a *GoBGP) applyPolicies(ctx context.Context) error {
 	}
 	if err := a.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: "all", Soft: true, Direction: api.ResetPeerRequest_DIRECTION_BOTH}); err != nil {
 		return fmt.Errorf("re-apply BGP policy to sessions: %w", err)
+	}
+	return nil
+}
+
+// SetNever implements Speaker: the prefixes never accepted from any peer
+// change (a reload changed the announced prefixes); the sessions re-run
+// their import policy (soft reset in), none is reset.
+func (a *GoBGP) SetNever(ctx context.Context, never []netip.Prefix) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	prev := a.global.Never
+	a.global.Never = slices.Clone(never)
+	if err := a.applyPolicies(ctx); err != nil {
+		a.global.Never = prev
+		return err
 	}
 	return nil
 }

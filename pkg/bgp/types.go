@@ -141,6 +141,9 @@ type Speaker interface {
 	// Changed is signalled (level-triggered, capacity 1) whenever a
 	// session changes state or a peer's routes change.
 	Changed() <-chan struct{}
+	// SetNever replaces Global.Never (the cloud-side prefixes), without
+	// resetting any session.
+	SetNever(ctx context.Context, never []netip.Prefix) error
 	// Shutdown closes a session with an RFC 8203 message and keeps it down
 	// until Enable is called.
 	Shutdown(ctx context.Context, peer, message string) error

@@ -95,6 +95,46 @@ func New(cfg *config.Config, now time.Time) *Core {
 	return c
 }
 
+// Reconfigure switches to cfg (a reload), keeping what the core knows of
+// every tunnel and check that is still configured under the same name:
+// session, IPsec and BFD states, check results and runs, flaps and
+// hold-downs; a tunnel whose configuration changed keeps them too (its
+// session is recreated by the speaker and reported again). New tunnels
+// start as in New, new or changed checks start failing. The role follows
+// the file only when the file's role changed, so a role set at runtime
+// (bgpgw role) survives a reload that does not touch it.
+func (c *Core) Reconfigure(now time.Time, cfg *config.Config) {
+	tunnels := map[string]*tunnel{}
+	for _, t := range cfg.Tunnels {
+		if old, ok := c.tunnels[t.Name]; ok {
+			old.cfg = t
+			tunnels[t.Name] = old
+			continue
+		}
+		tunnels[t.Name] = &tunnel{cfg: t, ipsecUp: cfg.IPsec.Mode == config.IPsecNone, bfdUp: true}
+	}
+	checks := map[string]*check{}
+	for _, ch := range cfg.Health {
+		if old, ok := c.checks[ch.Name]; ok && sameCheck(old.cfg, ch) {
+			old.cfg = ch
+			checks[ch.Name] = old
+			continue
+		}
+		checks[ch.Name] = &check{cfg: ch}
+	}
+	if cfg.Instance.Role != c.cfg.Instance.Role {
+		c.role = cfg.Instance.Role
+	}
+	c.cfg, c.tunnels, c.checks = cfg, tunnels, checks
+	c.refresh(now)
+}
+
+// sameCheck reports whether a check's result still means the same thing.
+func sameCheck(a, b config.Check) bool {
+	return a.Kind == b.Kind && a.Target == b.Target && a.Scope == b.Scope && a.Tunnel == b.Tunnel &&
+		slices.Equal(a.Args, b.Args)
+}
+
 // SessionState reports a BGP session's state and, when established, the
 // prefixes accepted from it.
 func (c *Core) SessionState(now time.Time, peer string, established bool, learned []netip.Prefix) {

@@ -39,6 +39,24 @@ health:
 drain: {time: 2s}
 hold_down: {initial: 1s, max: 8s, decay: 30s}
 `,
+	// The active-active instance after a reload: t2 removed, t3 added, the
+	// announced prefixes changed, the tunnel check now on t3.
+	"active-active-reloaded": `
+instance: {name: gw1, mode: active-active}
+bgp: {asn: 65515, router_id: 192.0.2.1}
+announce: [10.10.0.0/16, 10.30.0.0/24]
+ipsec: {mode: none}
+tunnels:
+  - {name: t1, inside: {local: 169.254.21.1/30, remote: 169.254.21.2}, peer_asn: 65010, accept: ["10.1.0.0/16 le 24"]}
+  - {name: t3, inside: {local: 169.254.23.1/30, remote: 169.254.23.2}, peer_asn: 65020, accept: ["10.3.0.0/16 le 24"]}
+cloud_peers:
+  - {name: rr, address: 10.10.0.2, peer_asn: 65100}
+health:
+  - {name: uplink, kind: link, target: eth1}
+  - {name: probe-t3, kind: icmp, target: 10.3.0.1, scope: tunnel, tunnel: t3}
+drain: {time: 2s}
+hold_down: {initial: 1s, max: 8s, decay: 30s}
+`,
 	"active-standby": `
 instance: {name: gw2, mode: active-standby, role: standby}
 bgp: {asn: 65515, router_id: 192.0.2.2}
@@ -125,6 +143,8 @@ func runTranscript(t *testing.T, path string) string {
 			c.SetDrain(now, args[0] != "off", args[0] == "restored")
 		case "role":
 			c.SetRole(now, config.Role(args[0]))
+		case "reload": // reload CONFIG
+			c.Reconfigure(now, loadConfig(t, args[0]))
 		case "tick":
 			c.Tick(now)
 		case "show":

@@ -24,9 +24,10 @@ func (d *Daemon) Drain(context.Context) error {
 	d.mu.Lock()
 	d.core.SetDrain(d.now(), true, false)
 	d.mu.Unlock()
-	d.log.Info("drain requested", "drain_time", d.cfg.Drain.Time)
+	cfg := d.config()
+	d.log.Info("drain requested", "drain_time", cfg.Drain.Time)
 	d.poke()
-	if err := writeDrainState(d.cfg.Drain.StateFile, d.now()); err != nil {
+	if err := writeDrainState(cfg.Drain.StateFile, d.now()); err != nil {
 		return fmt.Errorf("draining, but the drain will not survive a restart: %w", err)
 	}
 	return nil
@@ -43,8 +44,9 @@ func (d *Daemon) Undrain(context.Context) error {
 		return errors.New("bgpgw is stopping (SIGTERM): it drains and exits; undrain after it restarts")
 	}
 	// Forget the state on disk first: if that fails, stay drained.
-	if err := os.Remove(d.cfg.Drain.StateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("still drained: cannot remove %s: %w", d.cfg.Drain.StateFile, err)
+	stateFile := d.config().Drain.StateFile
+	if err := os.Remove(stateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("still drained: cannot remove %s: %w", stateFile, err)
 	}
 	d.mu.Lock()
 	d.core.SetDrain(d.now(), false, false)
@@ -56,8 +58,8 @@ func (d *Daemon) Undrain(context.Context) error {
 
 // SetRole implements api.Backend.
 func (d *Daemon) SetRole(_ context.Context, role string) error {
-	if d.cfg.Instance.Mode != config.ActiveStandby {
-		return fmt.Errorf("role: only in active-standby mode (this instance is %s)", d.cfg.Instance.Mode)
+	if mode := d.config().Instance.Mode; mode != config.ActiveStandby {
+		return fmt.Errorf("role: only in active-standby mode (this instance is %s)", mode)
 	}
 	r := config.Role(role)
 	if r != config.RolePrimary && r != config.RoleStandby {
@@ -133,6 +135,7 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		Peers:      []api.Peer{},
 		Routes:     []api.Route{},
 		Errors:     append([]string(nil), d.lastErrs...),
+		Reload:     d.lastReload,
 	}
 	for _, r := range d.installed {
 		st.Routes = append(st.Routes, api.Route{Prefix: r.Prefix.String(), NextHops: strs(r.NextHops)})

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"reflect"
 
 	"golang.org/x/sync/errgroup"
 
@@ -22,42 +24,89 @@ type bfdPeer struct {
 // failure detector: a session that was Up and goes Down takes its peer out
 // at once (the core withdraws what depended on it, and the BGP session is
 // reset); Up again lets it back in after the hold-down. A session that never
-// came Up (the peer may not run BFD) changes nothing.
+// came Up (the peer may not run BFD) changes nothing. The manager (and its
+// UDP sockets) starts with the first configured session, at start or on a
+// reload.
 func (d *Daemon) startBFD(ctx context.Context, g *errgroup.Group, stop <-chan struct{}) error {
-	var cfgs []bfd.SessionConfig
+	d.mu.Lock()
+	d.bfdCtx, d.bfdGroup, d.bfdStop = ctx, g, stop
+	d.mu.Unlock()
+	return d.reconfigureBFD(ctx, d.config())
+}
+
+// bfdSessions are the BFD sessions cfg asks for, by key.
+func bfdSessions(cfg *config.Config) (map[bfd.Key]bfd.SessionConfig, map[bfd.Key]*bfdPeer) {
+	cfgs := map[bfd.Key]bfd.SessionConfig{}
 	peers := map[bfd.Key]*bfdPeer{}
-	for _, t := range d.cfg.Tunnels {
+	for _, t := range cfg.Tunnels {
 		if t.BFD.Enabled {
 			c := bfd.SessionConfig{Peer: t.InsideRemote, Local: t.InsideLocal.Addr(), Multihop: t.BFD.Multihop,
 				DesiredMinTx: t.BFD.MinTx, RequiredMinRx: t.BFD.MinRx, DetectMult: uint8(t.BFD.Multiplier), Auth: bfdAuth(t.BFD)}
-			cfgs = append(cfgs, c)
-			peers[c.Key()] = &bfdPeer{name: t.Name, tunnel: true}
+			cfgs[c.Key()], peers[c.Key()] = c, &bfdPeer{name: t.Name, tunnel: true}
 		}
 	}
-	for _, p := range d.cfg.CloudPeers {
+	for _, p := range cfg.CloudPeers {
 		if p.BFD.Enabled {
 			c := bfd.SessionConfig{Peer: p.Address, Local: p.LocalAddress, Multihop: p.Multihop > 1 || p.BFD.Multihop,
 				DesiredMinTx: p.BFD.MinTx, RequiredMinRx: p.BFD.MinRx, DetectMult: uint8(p.BFD.Multiplier), Auth: bfdAuth(p.BFD)}
-			cfgs = append(cfgs, c)
-			peers[c.Key()] = &bfdPeer{name: p.Name}
+			cfgs[c.Key()], peers[c.Key()] = c, &bfdPeer{name: p.Name}
 		}
 	}
-	if len(cfgs) == 0 {
-		return nil
-	}
-	m := bfd.NewManager(bfd.Options{Logger: d.log})
-	for _, c := range cfgs {
-		if err := m.Add(ctx, c); err != nil {
-			return fmt.Errorf("bfd for %s: %w", peers[c.Key()].name, err)
-		}
-	}
+	return cfgs, peers
+}
+
+// reconfigureBFD makes the running BFD sessions those of cfg: new ones are
+// added, removed ones deleted, changed timers or keys updated in place
+// (RFC 5880 poll sequence, no Down); the others are not touched.
+func (d *Daemon) reconfigureBFD(ctx context.Context, cfg *config.Config) error {
+	want, peers := bfdSessions(cfg)
 	d.mu.Lock()
-	d.bfd = m
-	d.bfdPeers = map[string]bfd.Key{}
-	for k, p := range peers {
-		d.bfdPeers[p.name] = k
+	defer d.mu.Unlock()
+	if d.bfd == nil {
+		if len(want) == 0 || d.bfdGroup == nil {
+			return nil
+		}
+		d.bfd = bfd.NewManager(bfd.Options{Logger: d.log})
+		d.bfdPeers, d.bfdByKey, d.bfdConfigs = map[string]bfd.Key{}, map[bfd.Key]*bfdPeer{}, map[bfd.Key]bfd.SessionConfig{}
+		d.runBFD(d.bfd)
 	}
-	d.mu.Unlock()
+	m := d.bfd
+	var errs []error
+	for k, p := range d.bfdByKey {
+		if _, ok := want[k]; !ok {
+			if err := m.Remove(k); err != nil {
+				errs = append(errs, fmt.Errorf("remove session of %s: %w", p.name, err))
+			}
+			delete(d.bfdByKey, k)
+			delete(d.bfdPeers, p.name)
+			delete(d.bfdConfigs, k)
+		}
+	}
+	for k, c := range want {
+		old, running := d.bfdConfigs[k]
+		switch {
+		case !running:
+			if err := m.Add(ctx, c); err != nil {
+				errs = append(errs, fmt.Errorf("session of %s: %w", peers[k].name, err))
+				continue
+			}
+			d.bfdByKey[k] = peers[k]
+		case !reflect.DeepEqual(old, c):
+			if err := m.Update(c); err != nil {
+				errs = append(errs, fmt.Errorf("update session of %s: %w", peers[k].name, err))
+				continue
+			}
+			d.bfdByKey[k].name = peers[k].name
+		}
+		d.bfdConfigs[k] = c
+		d.bfdPeers[peers[k].name] = k
+	}
+	return errors.Join(errs...)
+}
+
+// runBFD runs manager m until the loop stops. Called with mu held.
+func (d *Daemon) runBFD(m *bfd.Manager) {
+	ctx, g, stop := d.bfdCtx, d.bfdGroup, d.bfdStop
 	bctx, cancel := context.WithCancel(ctx)
 	g.Go(func() error {
 		select {
@@ -74,13 +123,15 @@ func (d *Daemon) startBFD(ctx context.Context, g *errgroup.Group, stop <-chan st
 			case <-bctx.Done():
 				return nil
 			case ev := <-m.Events():
-				if p, ok := peers[ev.Key]; ok {
+				d.mu.Lock()
+				p, ok := d.bfdByKey[ev.Key]
+				d.mu.Unlock()
+				if ok {
 					d.bfdChange(bctx, p, ev)
 				}
 			}
 		}
 	})
-	return nil
 }
 
 func bfdAuth(b config.BFD) *bfd.AuthConfig {

@@ -43,6 +43,10 @@ type Options struct {
 	RouteNetns netns.NsHandle
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// ConfigPath is the file a reload reads again; empty: no reload.
+	ConfigPath string
+	// Reload receives a value for every reload request (SIGHUP).
+	Reload <-chan struct{}
 }
 
 // Daemon is one running instance.
@@ -58,19 +62,37 @@ type Daemon struct {
 
 	drainMu sync.Mutex // serialises drain and undrain (core and state file together)
 
-	mu        sync.Mutex // guards everything below
-	stopping  bool       // SIGTERM received: draining to exit
-	core      *core.Core
-	out       core.Output
-	shutDown  map[string]bool // sessions held down by a drain
-	installed []route.Route
-	lastErrs  []string
-	checks    map[string]api.Check
-	bfd       *bfd.Manager
-	bfdPeers  map[string]bfd.Key
-	ipsec     *ipsec.Manager // nil with ipsec.mode none
-	notify    *sdnotify.Notifier
-	metrics   *daemonMetrics // nil with metrics.listen off
+	mu         sync.Mutex // guards everything below
+	stopping   bool       // SIGTERM received: draining to exit
+	core       *core.Core
+	out        core.Output
+	shutDown   map[string]bool // sessions held down by a drain
+	installed  []route.Route
+	lastErrs   []string
+	checks     map[string]api.Check
+	bfd        *bfd.Manager
+	bfdPeers   map[string]bfd.Key // peer name -> session
+	bfdByKey   map[bfd.Key]*bfdPeer
+	bfdConfigs map[bfd.Key]bfd.SessionConfig
+	// Where reconfigureBFD starts the BFD manager when a reload adds the
+	// first session.
+	bfdCtx   context.Context
+	bfdGroup *errgroup.Group
+	bfdStop  <-chan struct{}
+	// Health runner of the current checks; a reload that changes them
+	// replaces it.
+	healthCancel func()
+	healthGroup  *errgroup.Group
+	healthCtx    context.Context
+	healthStopCh <-chan struct{}
+	healthDone   <-chan struct{}
+
+	configPath string
+	reloadMu   sync.Mutex // serialises reloads
+	lastReload *api.Reload
+	ipsec      *ipsec.Manager // nil with ipsec.mode none
+	notify     *sdnotify.Notifier
+	metrics    *daemonMetrics // nil with metrics.listen off
 }
 
 // Run runs the daemon until ctx ends, then drains (GRACEFUL_SHUTDOWN for
@@ -96,7 +118,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	defer unlock()
 	d := &Daemon{cfg: cfg, log: log, now: now, wake: make(chan struct{}, 1),
 		core: core.New(cfg, now()), shutDown: map[string]bool{}, checks: map[string]api.Check{},
-		notify: sdnotify.New()}
+		notify: sdnotify.New(), configPath: opts.ConfigPath}
 	srv, err := api.Listen(cfg.API.Socket, d)
 	if err != nil {
 		return err
@@ -154,6 +176,18 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	g, gctx := errgroup.WithContext(runCtx)
 	stop := make(chan struct{})
 	g.Go(srv.Serve)
+	g.Go(func() error {
+		for {
+			select {
+			case <-stop:
+				return nil
+			case <-gctx.Done():
+				return nil
+			case <-opts.Reload:
+				_ = d.Reload(gctx) // logged and recorded in status
+			}
+		}
+	})
 	d.serveMetrics(gctx, g, stop)
 	g.Go(func() error {
 		defer func() { _ = srv.Close() }()

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"golang.org/x/sync/errgroup"
 
@@ -15,18 +16,31 @@ import (
 // startHealth runs the configured health checks until the loop stops and
 // feeds every result to the core; the loop reconciles at once.
 func (d *Daemon) startHealth(ctx context.Context, g *errgroup.Group, stop <-chan struct{}) error {
-	if len(d.cfg.Health) == 0 {
+	d.mu.Lock()
+	d.healthCtx, d.healthGroup, d.healthStopCh = ctx, g, stop
+	d.mu.Unlock()
+	return d.runHealth(d.config().Health)
+}
+
+// runHealth starts a runner for checks.
+func (d *Daemon) runHealth(cfgChecks []config.Check) error {
+	if len(cfgChecks) == 0 {
 		return nil
 	}
-	checks := make([]health.Check, 0, len(d.cfg.Health))
-	for _, c := range d.cfg.Health {
+	checks := make([]health.Check, 0, len(cfgChecks))
+	for _, c := range cfgChecks {
 		checks = append(checks, healthCheck(c))
 	}
 	r, err := health.NewRunner(checks, route.NewLinkWatcher(route.LinkOptions{Logger: d.log}), health.RealClock(), d.log)
 	if err != nil {
 		return fmt.Errorf("%w: health: %w", ErrConfig, err)
 	}
+	d.mu.Lock()
+	ctx, g, stop := d.healthCtx, d.healthGroup, d.healthStopCh
 	hctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	d.healthCancel, d.healthDone = cancel, done
+	d.mu.Unlock()
 	g.Go(func() error {
 		select {
 		case <-stop:
@@ -37,12 +51,34 @@ func (d *Daemon) startHealth(ctx context.Context, g *errgroup.Group, stop <-chan
 	})
 	g.Go(func() error { return r.Run(hctx) })
 	g.Go(func() error {
+		defer close(done)
 		for res := range r.Results() {
 			d.checkResult(res)
 		}
 		return nil
 	})
 	return nil
+}
+
+// restartHealth replaces the running checks with cfg's (a reload). The
+// core keeps the state of checks whose meaning did not change.
+func (d *Daemon) restartHealth(cfg *config.Config) error {
+	d.mu.Lock()
+	cancel, done := d.healthCancel, d.healthDone
+	d.healthCancel, d.healthDone = nil, nil
+	d.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	d.mu.Lock()
+	for name := range d.checks {
+		if !slices.ContainsFunc(cfg.Health, func(c config.Check) bool { return c.Name == name }) {
+			delete(d.checks, name)
+		}
+	}
+	d.mu.Unlock()
+	return d.runHealth(cfg.Health)
 }
 
 func healthCheck(c config.Check) health.Check {

@@ -15,7 +15,8 @@ import (
 // until the loop stops, then terminates them. Every tunnel state change
 // wakes the loop, which feeds the states to the core.
 func (d *Daemon) startIPsec(ctx context.Context, g *errgroup.Group, stop <-chan struct{}, opts Options) error {
-	if d.cfg.IPsec.Mode == config.IPsecNone {
+	cfg := d.config()
+	if cfg.IPsec.Mode == config.IPsecNone {
 		return nil
 	}
 	nl, err := ipsec.NewNetlink(opts.RouteNetns)
@@ -27,13 +28,13 @@ func (d *Daemon) startIPsec(ctx context.Context, g *errgroup.Group, stop <-chan 
 			h.Close()
 		}
 	}
-	dp, err := ipsec.NewDataPlane(d.cfg.IPsec.Mode, nl, d.log)
+	dp, err := ipsec.NewDataPlane(cfg.IPsec.Mode, nl, d.log)
 	if err != nil {
 		closeHandle()
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	m := ipsec.New(ipsec.Options{Mode: d.cfg.IPsec.Mode, Socket: d.cfg.IPsec.ViciSocket, Tunnels: d.cfg.Tunnels,
-		Announce: d.cfg.Announce, DataPlane: dp, Logger: d.log, OnChange: d.poke})
+	m := ipsec.New(ipsec.Options{Mode: cfg.IPsec.Mode, Socket: cfg.IPsec.ViciSocket, Tunnels: cfg.Tunnels,
+		Announce: cfg.Announce, DataPlane: dp, Logger: d.log, OnChange: d.poke})
 	d.mu.Lock()
 	d.ipsec = m
 	d.mu.Unlock()

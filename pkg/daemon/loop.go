@@ -56,7 +56,7 @@ func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}, stopped cha
 		case <-stopping:
 			stopping, exiting = nil, true
 			_ = d.notify.Stopping()
-			d.log.Info("stopping: draining first", "drain_time", d.cfg.Drain.Time)
+			d.log.Info("stopping: draining first", "drain_time", d.config().Drain.Time)
 			d.mu.Lock()
 			d.stopping = true
 			d.core.SetDrain(d.now(), true, false) // not persisted: a restart comes back undrained

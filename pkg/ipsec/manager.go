@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -70,6 +72,7 @@ type Options struct {
 
 type tunnelRun struct {
 	cfg      config.Tunnel
+	needLoad bool // configured since the last load (reload)
 	st       Status
 	loadErr  string // charon refused its key or connection
 	initErr  string // the last initiation failed
@@ -95,9 +98,12 @@ type Manager struct {
 	log      *slog.Logger
 	initDone chan initResult
 	inits    sync.WaitGroup
+	kick     chan struct{} // SetTunnels has work for the connection
 
-	mu      sync.Mutex
-	tunnels []*tunnelRun
+	mu       sync.Mutex
+	tunnels  []*tunnelRun
+	announce []netip.Prefix
+	unload   []config.Tunnel // removed by SetTunnels, still in charon
 }
 
 // New returns a manager for opts; Run starts it.
@@ -106,13 +112,62 @@ func New(opts Options) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{opts: opts, log: log, initDone: make(chan initResult, len(opts.Tunnels))}
+	m := &Manager{opts: opts, log: log, initDone: make(chan initResult, 16), kick: make(chan struct{}, 1),
+		announce: opts.Announce}
 	for _, t := range opts.Tunnels {
-		m.tunnels = append(m.tunnels, &tunnelRun{cfg: t,
-			st: Status{Name: t.Name, State: StateDown, Error: "not connected to charon yet", Interface: t.Interface,
-				Since: time.Now()}})
+		m.tunnels = append(m.tunnels, newRun(t))
 	}
 	return m
+}
+
+func newRun(t config.Tunnel) *tunnelRun {
+	return &tunnelRun{cfg: t, needLoad: true,
+		st: Status{Name: t.Name, State: StateDown, Error: "not connected to charon yet", Interface: t.Interface,
+			Since: time.Now()}}
+}
+
+// SetTunnels changes the configured tunnels (a reload): new ones are
+// loaded and initiated, removed ones terminated and unloaded, changed ones
+// reloaded and initiated again; the others are not touched.
+func (m *Manager) SetTunnels(tunnels []config.Tunnel, announce []netip.Prefix) {
+	m.mu.Lock()
+	cur := map[string]*tunnelRun{}
+	for _, t := range m.tunnels {
+		cur[t.cfg.Name] = t
+	}
+	announceChanged := !slices.Equal(announce, m.announce)
+	var next []*tunnelRun
+	for _, t := range tunnels {
+		old, ok := cur[t.Name]
+		delete(cur, t.Name)
+		switch {
+		case !ok:
+			next = append(next, newRun(t))
+		case !reflect.DeepEqual(old.cfg, t):
+			// A changed tunnel is rebuilt; its interface too if that changed.
+			if old.cfg.Interface != t.Interface || old.cfg.IfID != t.IfID || old.cfg.InsideLocal != t.InsideLocal {
+				m.unload = append(m.unload, old.cfg)
+			} else {
+				m.unload = append(m.unload, config.Tunnel{Name: old.cfg.Name})
+			}
+			next = append(next, newRun(t))
+		case announceChanged && m.opts.Mode == config.IPsecLibipsec:
+			// libipsec traffic selectors include the announced prefixes.
+			old.needLoad = true
+			next = append(next, old)
+		default:
+			next = append(next, old)
+		}
+	}
+	for _, t := range cur {
+		m.unload = append(m.unload, t.cfg)
+	}
+	m.tunnels, m.announce = next, slices.Clone(announce)
+	m.mu.Unlock()
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Status returns every tunnel's state, in configuration order.
@@ -168,18 +223,12 @@ func (m *Manager) connected(ctx context.Context) error {
 	}
 	defer func() { _ = ev.Close() }()
 	m.log.Info("connected to charon", "socket", m.opts.Socket)
+	m.mu.Lock()
 	for _, t := range m.tunnels {
-		err := c.load(ctx, m.opts.Mode, m.opts.Announce, t.cfg)
-		m.mu.Lock()
-		t.loadErr = ""
-		if err != nil {
-			t.loadErr = err.Error()
-		}
-		m.mu.Unlock()
-		if err != nil {
-			m.log.Error("tunnel not loaded into charon", "tunnel", t.cfg.Name, "reason", err.Error())
-		}
+		t.needLoad = true // charon may have restarted without them
 	}
+	m.mu.Unlock()
+	m.applyChanges(ctx, c)
 	tick := time.NewTicker(syncInterval)
 	defer tick.Stop()
 	for {
@@ -207,7 +256,48 @@ func (m *Manager) connected(ctx context.Context) error {
 			}
 		case r := <-m.initDone:
 			m.initiated(r)
+		case <-m.kick:
+			m.applyChanges(ctx, c)
 		case <-tick.C:
+		}
+	}
+}
+
+// applyChanges unloads the removed tunnels and loads the new ones.
+func (m *Manager) applyChanges(ctx context.Context, c *charon) {
+	m.mu.Lock()
+	unload := m.unload
+	m.unload = nil
+	var load []*tunnelRun
+	for _, t := range m.tunnels {
+		if t.needLoad {
+			load = append(load, t)
+		}
+	}
+	announce := m.announce
+	m.mu.Unlock()
+	for _, t := range unload {
+		if err := c.unload(ctx, t.Name); err != nil {
+			m.log.Warn("tunnel not unloaded from charon", "tunnel", t.Name, "reason", err.Error())
+		} else {
+			m.log.Info("tunnel unloaded from charon", "tunnel", t.Name)
+		}
+		if m.opts.DataPlane != nil && t.Interface != "" {
+			if err := m.opts.DataPlane.Remove(t); err != nil {
+				m.log.Warn("remove tunnel interface", "tunnel", t.Name, "reason", err.Error())
+			}
+		}
+	}
+	for _, t := range load {
+		err := c.load(ctx, m.opts.Mode, announce, t.cfg)
+		m.mu.Lock()
+		t.needLoad, t.loadErr = false, ""
+		if err != nil {
+			t.loadErr = err.Error()
+		}
+		m.mu.Unlock()
+		if err != nil {
+			m.log.Error("tunnel not loaded into charon", "tunnel", t.cfg.Name, "reason", err.Error())
 		}
 	}
 }
@@ -330,9 +420,11 @@ func (m *Manager) initiateDue(ctx context.Context, now time.Time) {
 		m.inits.Add(1)
 		go func() {
 			defer m.inits.Done()
-			// initDone has room for one result per tunnel, and a tunnel
-			// has at most one initiation in flight: this never blocks.
-			m.initDone <- initResult{tunnel: name, err: initiate(ctx, m.opts.Socket, name)}
+			r := initResult{tunnel: name, err: initiate(ctx, m.opts.Socket, name)}
+			select {
+			case m.initDone <- r:
+			case <-ctx.Done():
+			}
 		}()
 	}
 }
@@ -350,6 +442,15 @@ func (m *Manager) initiated(r initResult) {
 			continue
 		}
 		t.initErr = r.err.Error()
+		if strings.Contains(t.initErr, "not found") {
+			// Someone unloaded it from charon (swanctl --load-all unloads
+			// what is not in its files): load it again at once.
+			t.needLoad = true
+			select {
+			case m.kick <- struct{}{}:
+			default:
+			}
+		}
 		t.backoff = min(max(t.backoff*2, minRetry), maxRetry)
 		t.nextTry = time.Now().Add(t.backoff)
 		m.log.Warn("tunnel initiation failed", "tunnel", t.cfg.Name, "reason", t.initErr, "retry_in", t.backoff)
@@ -382,13 +483,22 @@ func (m *Manager) shutdown() {
 	if c, err := dial(m.opts.Socket); err != nil {
 		m.log.Warn("tunnels not unloaded from charon", "reason", err.Error())
 	} else {
+		m.mu.Lock()
+		names := make([]string, 0, len(m.tunnels)+len(m.unload))
+		for _, t := range m.unload {
+			names = append(names, t.Name)
+		}
 		for _, t := range m.tunnels {
-			if err := c.unload(ctx, t.cfg.Name); err != nil {
-				m.log.Warn("tunnel not unloaded from charon", "tunnel", t.cfg.Name, "reason", err.Error())
+			names = append(names, t.cfg.Name)
+		}
+		m.mu.Unlock()
+		for _, name := range names {
+			if err := c.unload(ctx, name); err != nil {
+				m.log.Warn("tunnel not unloaded from charon", "tunnel", name, "reason", err.Error())
 			}
 		}
 		c.Close()
-		m.log.Info("tunnels terminated and unloaded from charon", "count", len(m.tunnels))
+		m.log.Info("tunnels terminated and unloaded from charon", "count", len(names))
 	}
 	if m.opts.DataPlane != nil {
 		if err := m.opts.DataPlane.Close(); err != nil {

@@ -1,0 +1,234 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/bgpgw/bgpgw/pkg/api"
+	"github.com/bgpgw/bgpgw/pkg/config"
+)
+
+// Reload implements api.Backend: it reads the configuration file into a
+// fresh config, validates it and applies only the difference: sessions,
+// tunnels and BFD sessions that did not change are not touched. A file
+// that does not load, or that changes something only a restart can
+// change, is rejected: the running configuration stays, and the errors go
+// to the log and to status.
+func (d *Daemon) Reload(ctx context.Context) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	if d.configPath == "" {
+		return errors.New("reload: bgpgw was started without a configuration file path")
+	}
+	cur := d.config()
+	next, err := config.Load(d.configPath)
+	if err == nil {
+		err = restartOnly(cur, next)
+	}
+	if err != nil {
+		d.rejectReload(err)
+		return fmt.Errorf("reload rejected, running configuration kept: %w", err)
+	}
+	for _, w := range next.Warnings {
+		d.log.Warn("configuration", "warning", w)
+	}
+	changes := describeChanges(cur, next)
+	var errs []error
+
+	now := d.now()
+	d.mu.Lock()
+	d.cfg = next
+	d.core.Reconfigure(now, next)
+	d.mu.Unlock()
+	// The speaker: the prefixes never accepted follow announce; sessions
+	// are added, removed or recreated only where their settings changed.
+	if !slices.Equal(cur.Announce, next.Announce) {
+		if err := d.speaker.SetNever(ctx, next.Announce); err != nil {
+			errs = append(errs, fmt.Errorf("cloud prefixes in the import policy: %w", err))
+		}
+	}
+	if err := d.speaker.SetPeers(ctx, peers(next)); err != nil {
+		errs = append(errs, fmt.Errorf("BGP sessions: %w", err))
+	}
+	d.mu.Lock()
+	m := d.ipsec
+	d.mu.Unlock()
+	if m != nil {
+		m.SetTunnels(next.Tunnels, next.Announce)
+	}
+	if err := d.reconfigureBFD(ctx, next); err != nil {
+		errs = append(errs, fmt.Errorf("BFD: %w", err))
+	}
+	if !reflect.DeepEqual(cur.Health, next.Health) {
+		if err := d.restartHealth(next); err != nil {
+			errs = append(errs, fmt.Errorf("health checks: %w", err))
+		}
+	}
+	d.poke()
+
+	rec := &api.Reload{At: d.now().UTC(), OK: len(errs) == 0, Changes: changes}
+	for _, e := range errs {
+		rec.Errors = append(rec.Errors, e.Error())
+	}
+	d.mu.Lock()
+	d.lastReload = rec
+	d.mu.Unlock()
+	if len(errs) > 0 {
+		err := errors.Join(errs...)
+		d.log.Error("configuration reloaded with errors", "reason", err.Error(), "changes", strings.Join(changes, "; "))
+		return fmt.Errorf("reloaded, but: %w", err)
+	}
+	d.log.Info("configuration reloaded", "changes", strings.Join(changes, "; "))
+	return nil
+}
+
+// rejectReload records and logs a rejected reload, one line per problem.
+func (d *Daemon) rejectReload(err error) {
+	var lines []string
+	var ferrs config.Errors
+	if errors.As(err, &ferrs) {
+		for _, fe := range ferrs {
+			lines = append(lines, fe.Error())
+		}
+	} else {
+		lines = []string{err.Error()}
+	}
+	for _, l := range lines {
+		d.log.Error("reload rejected: running configuration kept", "file", d.configPath, "reason", l)
+	}
+	d.mu.Lock()
+	d.lastReload = &api.Reload{At: d.now().UTC(), OK: false, Errors: lines}
+	d.mu.Unlock()
+}
+
+// restartOnly returns an error naming every setting that differs between
+// cur and next and that only a restart applies.
+func restartOnly(cur, next *config.Config) error {
+	type field struct {
+		key      string
+		cur, nxt any
+	}
+	fields := []field{
+		{"instance.name", cur.Instance.Name, next.Instance.Name},
+		{"instance.mode", cur.Instance.Mode, next.Instance.Mode},
+		{"bgp.asn", cur.BGP.ASN, next.BGP.ASN},
+		{"bgp.router_id", cur.BGP.RouterID, next.BGP.RouterID},
+		{"bgp.listen_port", cur.BGP.ListenPort, next.BGP.ListenPort},
+		{"bgp.listen_addresses", cur.BGP.ListenAddresses, next.BGP.ListenAddresses},
+		{"bgp.grpc_listen", cur.BGP.GRPCListen, next.BGP.GRPCListen},
+		{"ipsec.mode", cur.IPsec.Mode, next.IPsec.Mode},
+		{"ipsec.vici_socket", cur.IPsec.ViciSocket, next.IPsec.ViciSocket},
+		{"api.socket", cur.API.Socket, next.API.Socket},
+		{"kernel", cur.Kernel, next.Kernel},
+		{"metrics.listen", cur.Metrics.Listen, next.Metrics.Listen},
+		{"drain.state_file", cur.Drain.StateFile, next.Drain.StateFile},
+	}
+	var errs config.Errors
+	for _, f := range fields {
+		if !reflect.DeepEqual(f.cur, f.nxt) {
+			errs = append(errs, config.FieldError{Path: f.key, Msg: fmt.Sprintf("changed from %v to %v: only a restart applies it", f.cur, f.nxt)})
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// describeChanges lists what a reload changes, for the log and status.
+func describeChanges(cur, next *config.Config) []string {
+	var out []string
+	type named struct {
+		kind string
+		cfg  map[string]any
+	}
+	tunnels := func(c *config.Config) map[string]any {
+		m := map[string]any{}
+		for _, t := range c.Tunnels {
+			m[t.Name] = t
+		}
+		return m
+	}
+	peersOf := func(c *config.Config) map[string]any {
+		m := map[string]any{}
+		for _, p := range c.CloudPeers {
+			m[p.Name] = p
+		}
+		return m
+	}
+	checks := func(c *config.Config) map[string]any {
+		m := map[string]any{}
+		for _, ch := range c.Health {
+			m[ch.Name] = ch
+		}
+		return m
+	}
+	for _, k := range []struct {
+		kind     string
+		cur, nxt map[string]any
+	}{
+		{"tunnel", tunnels(cur), tunnels(next)},
+		{"cloud peer", peersOf(cur), peersOf(next)},
+		{"check", checks(cur), checks(next)},
+	} {
+		for _, name := range sortedNames(k.cur, k.nxt) {
+			a, inCur := k.cur[name]
+			b, inNext := k.nxt[name]
+			switch {
+			case !inCur:
+				out = append(out, fmt.Sprintf("%s %s added", k.kind, name))
+			case !inNext:
+				out = append(out, fmt.Sprintf("%s %s removed", k.kind, name))
+			case !reflect.DeepEqual(a, b):
+				out = append(out, fmt.Sprintf("%s %s changed", k.kind, name))
+			}
+		}
+	}
+	if !slices.Equal(cur.Announce, next.Announce) {
+		out = append(out, fmt.Sprintf("announce %v -> %v", cur.Announce, next.Announce))
+	}
+	for _, f := range []struct {
+		key      string
+		cur, nxt any
+	}{
+		{"instance.role", cur.Instance.Role, next.Instance.Role},
+		{"standby", cur.Standby, next.Standby},
+		{"drain.time", cur.Drain.Time, next.Drain.Time},
+		{"hold_down", cur.HoldDown, next.HoldDown},
+		{"bgp timers", [3]any{cur.BGP.HoldTime, cur.BGP.Keepalive, cur.BGP.ConnectRetry},
+			[3]any{next.BGP.HoldTime, next.BGP.Keepalive, next.BGP.ConnectRetry}},
+	} {
+		if !reflect.DeepEqual(f.cur, f.nxt) {
+			out = append(out, f.key+" changed")
+		}
+	}
+	if len(out) == 0 {
+		out = []string{"nothing changed"}
+	}
+	return out
+}
+
+func sortedNames(a, b map[string]any) []string {
+	var out []string
+	for k := range a {
+		out = append(out, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// config is the running configuration.
+func (d *Daemon) config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
