@@ -2,8 +2,12 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"maps"
+	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/bgpgw/bgpgw/pkg/bgp"
@@ -191,6 +195,94 @@ func (d *Daemon) logChanges(prev, out core.Output) {
 	if prev.Drain != out.Drain && prev.Tunnels != nil {
 		d.log.Info("drain state changed", slog.String("drain", string(out.Drain)))
 	}
+	d.logAnnouncements(prev, out)
+}
+
+// maxLoggedPrefixes bounds the prefixes listed in one log line.
+const maxLoggedPrefixes = 16
+
+// logAnnouncements logs, once per peer and pass, every change of what is
+// announced to it: the prefixes announced, withdrawn, or announced again
+// with other attributes, and why.
+func (d *Daemon) logAnnouncements(prev, out core.Output) {
+	tunnelReason := map[string]string{}
+	for _, t := range out.Tunnels {
+		tunnelReason[t.Name] = t.Reason
+	}
+	for _, peer := range slices.Sorted(maps.Keys(out.Announcements)) {
+		was := map[netip.Prefix]bgp.Announcement{}
+		for _, a := range prev.Announcements[peer] {
+			was[a.Prefix] = a
+		}
+		var added, withdrawn, changed []netip.Prefix
+		now := map[netip.Prefix]bool{}
+		for _, a := range out.Announcements[peer] {
+			now[a.Prefix] = true
+			switch old, ok := was[a.Prefix]; {
+			case !ok:
+				added = append(added, a.Prefix)
+			case !old.Equal(a):
+				changed = append(changed, a.Prefix)
+			}
+		}
+		for p := range was {
+			if !now[p] {
+				withdrawn = append(withdrawn, p)
+			}
+		}
+		if len(added)+len(withdrawn)+len(changed) == 0 {
+			continue
+		}
+		reason := "learned routes changed"
+		_, isTunnel := tunnelReason[peer]
+		switch {
+		case out.Drain != core.Normal:
+			reason = "drain: " + string(out.Drain)
+		case !out.InstanceOK:
+			reason = "instance check failing"
+		case isTunnel && tunnelReason[peer] != "":
+			reason = tunnelReason[peer]
+		case isTunnel && len(withdrawn) == 0:
+			reason = "tunnel carrying traffic"
+		case len(changed) > 0:
+			reason = "attributes changed (role or drain)"
+		}
+		attrs := []any{"peer", peer, "reason", reason}
+		for _, l := range []struct {
+			key string
+			ps  []netip.Prefix
+		}{{"announced", added}, {"withdrawn", withdrawn}, {"updated", changed}} {
+			if len(l.ps) > 0 {
+				attrs = append(attrs, l.key, prefixList(l.ps))
+			}
+		}
+		if n := len(added) + len(withdrawn) + len(changed); n == 1 {
+			attrs = append(attrs, "prefix", prefixList(slices.Concat(added, withdrawn, changed)))
+		}
+		d.log.Info("announcements changed", attrs...)
+	}
+}
+
+// prefixList renders prefixes sorted, at most maxLoggedPrefixes of them.
+func prefixList(ps []netip.Prefix) string {
+	slices.SortFunc(ps, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	var b strings.Builder
+	for i, p := range ps {
+		if i == maxLoggedPrefixes {
+			fmt.Fprintf(&b, " and %d more", len(ps)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		b.WriteString(p.String())
+	}
+	return b.String()
 }
 
 func routeEqual(a, b route.Route) bool {
