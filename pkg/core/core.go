@@ -58,6 +58,7 @@ type tunnel struct {
 	bfdUp       bool
 	learned     []netip.Prefix
 	gate        gate
+	resuming    bool // its session was held down by a drain and is not back yet
 }
 
 type check struct {
@@ -225,11 +226,22 @@ func (c *Core) refresh(now time.Time) {
 		}
 	}
 	c.instance.set(now, instOK, h)
-	for name, t := range c.tunnels {
-		_, failing := tunnelOK[name]
-		t.gate.set(now, t.ipsecUp && t.established && t.bfdUp && !failing, h)
-	}
 	if c.drain == Draining && !now.Before(c.drainSince.Add(c.cfg.Drain.Time)) {
 		c.drain = Drained
+	}
+	for name, t := range c.tunnels {
+		_, failing := tunnelOK[name]
+		switch {
+		case c.drain == Drained:
+			// The drain holds the sessions down: not a flap, and after
+			// undrain the tunnel opens as soon as its session is back.
+			t.resuming = true
+			t.gate.pause()
+		case t.resuming && !t.established:
+			t.gate.pause()
+		default:
+			t.resuming = false
+			t.gate.set(now, t.ipsecUp && t.established && t.bfdUp && !failing, h)
+		}
 	}
 }

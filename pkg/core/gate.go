@@ -40,6 +40,13 @@ func (g *gate) set(now time.Time, ok bool, h config.HoldDown) {
 	}
 }
 
+// pause closes the gate without counting a flap: bgpgw itself holds the
+// session down (a completed drain), which says nothing about its health.
+func (g *gate) pause() {
+	g.healthy = false
+	g.holdUntil = time.Time{}
+}
+
 func holdDown(flaps int, h config.HoldDown) time.Duration {
 	d := h.Initial
 	for i := 1; i < flaps && d < h.Max; i++ {

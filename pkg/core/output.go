@@ -118,6 +118,9 @@ func (c *Core) Output(now time.Time) Output {
 
 func (c *Core) reason(now time.Time, t *tunnel) string {
 	var why []string
+	if c.drain == Drained {
+		why = append(why, "drained")
+	}
 	if !t.ipsecUp {
 		why = append(why, "tunnel down")
 	}
