@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -75,11 +76,21 @@ type FlowReport struct {
 	OutageMeasured   time.Duration // the same gap measured from the send timestamps around it
 	FinReceived      bool          // the receiver got the sender's last seq
 	ReceiverLostOnly int           // lost as counted by the receiver alone
+	// Start is the planned send time of seq 1: seq n was sent at about
+	// Start + (n-1) x interval (later by whole intervals after the sender
+	// gave up schedule slots, see TrafficReport.SenderSkipped).
+	Start time.Time
+	// LossRuns are the runs of missing seqs in 1..Sent, in order, as
+	// [first, last]; every other seq was delivered. The receiver lists at
+	// most 10,000 runs: GapsTruncated says later runs were left out.
+	LossRuns      [][2]uint64
+	GapsTruncated bool
 }
 
 // probe report formats, as written by test/udpprobe.
 type probeSendReport struct {
 	IntervalNs int64 `json:"interval_ns"`
+	StartedNs  int64 `json:"started_ns"`
 	Skipped    int   `json:"skipped_slots"`
 	MaxLateNs  int64 `json:"max_late_ns"`
 	Flows      []struct {
@@ -106,6 +117,11 @@ type probeRecvReport struct {
 		LongestGapMeasuredMs float64 `json:"longest_gap_measured_ms"`
 		Reordered            int     `json:"reordered"`
 		Duplicates           int     `json:"duplicates"`
+
+		// For timelines.
+		StartNs       int64       `json:"start_ns"`
+		LossRuns      [][2]uint64 `json:"loss_runs"`
+		GapsTruncated bool        `json:"gaps_truncated"`
 	} `json:"flows"`
 }
 
@@ -243,7 +259,13 @@ func merge(from, to string, interval time.Duration, sr probeSendReport, rr probe
 			Received: r.Received, Reordered: r.Reordered, Duplicates: r.Duplicates, Gaps: r.Gaps,
 			LongestGap: r.LongestGap, LongestGapSeq: r.LongestGapFirstSeq,
 			OutageMeasured: time.Duration(r.LongestGapMeasuredMs * float64(time.Millisecond)),
-			FinReceived:    r.Fin, ReceiverLostOnly: r.Lost}
+			FinReceived:    r.Fin, ReceiverLostOnly: r.Lost,
+			LossRuns: r.LossRuns, GapsTruncated: r.GapsTruncated}
+		// The sender's start is the planned send time of seq 1 (the
+		// datagrams carry it too).
+		if start := cmp.Or(sr.StartedNs, r.StartNs); start != 0 {
+			fr.Start = time.Unix(0, start)
+		}
 		if r.LongestGap > 0 {
 			fr.LongestGapStart = time.Unix(0, r.LongestGapStartNs)
 		}
@@ -252,6 +274,9 @@ func merge(from, to string, interval time.Duration, sr probeSendReport, rr probe
 		// count shows it.
 		if tail := s.Sent - r.MaxSeq; !r.Fin && tail > 0 {
 			fr.Gaps++
+			if !fr.GapsTruncated {
+				fr.LossRuns = append(fr.LossRuns, [2]uint64{uint64(r.MaxSeq) + 1, uint64(s.Sent)})
+			}
 			if tail > fr.LongestGap {
 				fr.LongestGap, fr.LongestGapSeq = tail, r.MaxSeq+1
 				fr.OutageMeasured = time.Duration(tail) * interval

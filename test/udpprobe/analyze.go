@@ -2,6 +2,10 @@ package main
 
 import "sort"
 
+// maxLossRuns bounds the loss runs a flow's report lists; the counts (lost,
+// gaps, longest) still cover every run.
+const maxLossRuns = 10000
+
 // rec is the first arrival of one data datagram.
 type rec struct {
 	seq    uint64
@@ -19,18 +23,28 @@ type gapStats struct {
 	// (send time of the datagram before it + interval) and send time of the
 	// first datagram received after it; end-start is the measured outage.
 	startNs, endNs int64
+	// runs lists the runs of missing seqs in order, as [first, last], at
+	// most maxRuns of them; truncated says later runs were left out.
+	runs      [][2]uint64
+	truncated bool
 }
 
 // analyze finds the gaps in recs (first arrivals, any order; sorted in
 // place) for a flow whose datagrams 1..expected were sent. startNs is the
 // send time of seq 1 and lastSendNs the send time of seq expected (0 when
-// unknown); they bound a gap at the head or the tail of the flow.
-func analyze(recs []rec, expected uint64, intervalNs, startNs, lastSendNs int64) gapStats {
+// unknown); they bound a gap at the head or the tail of the flow. At most
+// maxRuns loss runs are listed.
+func analyze(recs []rec, expected uint64, intervalNs, startNs, lastSendNs int64, maxRuns int) gapStats {
 	sort.Slice(recs, func(i, j int) bool { return recs[i].seq < recs[j].seq })
 	var g gapStats
 	note := func(run uint64, first uint64, start, end int64) {
 		g.lost += run
 		g.gaps++
+		if len(g.runs) < maxRuns {
+			g.runs = append(g.runs, [2]uint64{first, first + run - 1})
+		} else {
+			g.truncated = true
+		}
 		if run > g.longest {
 			g.longest, g.firstSeq, g.startNs, g.endNs = run, first, start, end
 		}

@@ -15,8 +15,9 @@
 // A receiver listens on PORT..PORT+N-1 and, on SIGTERM/SIGINT or after
 // -duration, writes a JSON report per flow: received, lost (missing seqs up to
 // the last one sent, known from the fin, else the highest received), the
-// longest run of missing seqs (the outage) with its start and duration,
-// reordered and duplicate datagrams.
+// longest run of missing seqs (the outage) with its start and duration, the
+// runs of missing seqs themselves (up to 10,000, for timelines), reordered
+// and duplicate datagrams.
 //
 // Times are wall-clock Unix nanoseconds: sender and receiver on one host
 // (e.g. in two network namespaces) share the clock. One sender and one

@@ -71,6 +71,17 @@ type RecvFlow struct {
 	Invalid              uint64  `json:"invalid"`    // not a probe datagram, wrong flow or bad seq
 	FirstRecvNs          int64   `json:"first_recv_ns,omitempty"`
 	LastRecvNs           int64   `json:"last_recv_ns,omitempty"`
+	// StartNs is the sender's planned send time of seq 1, from the
+	// datagrams: seq n was due at StartNs + (n-1) x IntervalNs (later, by
+	// whole intervals, after the sender gave up schedule slots; its report
+	// counts them).
+	StartNs int64 `json:"start_ns,omitempty"`
+	// LossRuns lists the runs of missing seqs in 1..Expected in order, as
+	// [first, last]; every other seq in 1..Expected was received. At most
+	// maxLossRuns are listed: GapsTruncated says later runs were left out
+	// (Gaps and Lost still count them).
+	LossRuns      [][2]uint64 `json:"loss_runs,omitempty"`
+	GapsTruncated bool        `json:"gaps_truncated,omitempty"`
 }
 
 type flowState struct {
@@ -130,7 +141,7 @@ func (f *flowState) report() RecvFlow {
 	r := RecvFlow{Flow: f.id, Port: f.port, IntervalNs: f.intervalNs, MaxSeq: f.maxSeq,
 		MaxSeqSendNs: f.maxSeqSend,
 		Fin:          f.fin, Reordered: f.reordered, Duplicates: f.dups, Invalid: f.invalid,
-		LastRecvNs: f.lastRecvNs}
+		LastRecvNs: f.lastRecvNs, StartNs: f.startNs}
 	r.LastSeq = max(f.maxSeq, f.finSeq)
 	r.Expected = r.LastSeq
 	var lastSendNs int64
@@ -142,10 +153,11 @@ func (f *flowState) report() RecvFlow {
 			r.FirstRecvNs = x.recvNs
 		}
 	}
-	g := analyze(f.recs, r.Expected, f.intervalNs, f.startNs, lastSendNs)
+	g := analyze(f.recs, r.Expected, f.intervalNs, f.startNs, lastSendNs, maxLossRuns)
 	r.Received = uint64(len(f.recs))
 	r.Lost = g.lost
 	r.Gaps = g.gaps
+	r.LossRuns, r.GapsTruncated = g.runs, g.truncated
 	r.LongestGap = g.longest
 	if g.longest > 0 {
 		r.LongestGapFirstSeq = g.firstSeq
