@@ -387,6 +387,17 @@ func TestIPsecBadInput(t *testing.T) {
 		assert.False(t, tn.Carrying)
 		assert.Contains(t, tn.Reason, "tunnel down")
 	}
+	// A tunnel's BGP session runs only once its CHILD_SA is installed.
+	for _, name := range []string{"badproposal", "wrongpsk"} {
+		p, ok, err := gw.Peer(ctx, name)
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.True(t, p.AdminDown, "%s: session held down while the tunnel is down", name)
+	}
+	gp, ok, err := gw.Peer(ctx, "good")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, "established", gp.State)
 	logs := gw.LogTail(1000)
 	assert.Regexp(t, `tunnel=badproposal .*refused the connection`, logs)
 	assert.Regexp(t, `tunnel=wrongpsk .*AUTHENTICATION_FAILED`, logs)
