@@ -1,0 +1,173 @@
+package failover
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// outage is a result whose directions had the given outages (ms, one
+// datagram per ms).
+func outage(topo, stack, fault string, o2c, c2o int) Result {
+	d := func(name string, ms int) Direction {
+		if ms == 0 {
+			return dir(name, flow(0, 6000))
+		}
+		return dir(name, flow(0, 6000, [2]uint64{2001, 2000 + uint64(ms)}))
+	}
+	return result(topo, stack, fault, d(DirOnPremToCloud, o2c), d(DirCloudToOnPrem, c2o))
+}
+
+func TestCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		r    Result
+		want []string // substrings of the violations, in order
+	}{
+		{"unplanned within 1 s", outage("aa", StackBgpgw, FaultSilent, 1000, 300), nil},
+		{"unplanned over 1 s", outage("aa", StackBgpgw, FaultSilent, 300, 1001),
+			[]string{"cloud->on-prem: outage 1.00 s > 1.00 s"}},
+		{"planned lost one", outage("aa", StackBgpgw, FaultDrain, 0, 1),
+			[]string{"cloud->on-prem: planned fault lost 1 datagrams"}},
+		{"planned lost none", outage("aa", StackBgpgw, FaultSIGTERM, 0, 0), nil},
+		{"not recovered", func() Result {
+			r := outage("aa", StackBgpgw, FaultUplinkDown, 10, 10)
+			r.Recovered = false
+			return r
+		}(), []string{"did not recover"}},
+		{"stale routes", func() Result {
+			r := outage("aa", StackBgpgw, FaultKillDaemon, 10, 10)
+			r.StaleRoutes = 3
+			return r
+		}(), []string{"3 stale kernel routes"}},
+		{"error", func() Result {
+			r := outage("aa", StackBgpgw, FaultSilent, 10, 10)
+			r.Error = "boom"
+			return r
+		}(), []string{"not measured: boom"}},
+		{"no traffic", func() Result {
+			r := NewResult("aa", StackBgpgw, FaultSilent)
+			r.Recovered = true
+			return r
+		}(), []string{"no traffic measured"}},
+		{"nothing sent", func() Result {
+			r := outage("aa", StackBgpgw, FaultDrain, 0, 0)
+			r.Directions[0] = Direction{Name: DirOnPremToCloud}
+			return r
+		}(), []string{"on-prem->cloud: no datagrams sent"}},
+	} {
+		got := Check(tc.r)
+		if assert.Len(t, got, len(tc.want), "%s: %q", tc.name, got) {
+			for i, w := range tc.want {
+				assert.Contains(t, got[i], w, tc.name)
+			}
+		}
+	}
+}
+
+func TestFailuresOnlyBgpgw(t *testing.T) {
+	rep := Report{Results: []Result{
+		outage("aa", StackHandBuilt, FaultSilent, 7000, 7000),
+		outage("as", StackBgpgw, FaultDrain, 2, 0),
+		outage("aa", StackBgpgw, FaultSilent, 100, 100),
+	}}
+	assert.Equal(t, []string{"as drain bgpgw: on-prem->cloud: planned fault lost 2 datagrams"}, Failures(rep))
+}
+
+func goal(t *testing.T, goals []Goal, name string) Goal {
+	t.Helper()
+	for _, g := range goals {
+		if strings.HasPrefix(g.Name, name) {
+			return g
+		}
+	}
+	t.Fatalf("no goal %q in %+v", name, goals)
+	return Goal{}
+}
+
+func TestGoals(t *testing.T) {
+	planned := func(topo, fault string, lost int, drainMs float64) Result {
+		r := outage(topo, StackBgpgw, fault, 0, lost)
+		r.DrainMs = drainMs
+		return r
+	}
+	killed := func(topo string, ms, stale int) Result {
+		r := outage(topo, StackBgpgw, FaultKillDaemon, ms, ms/2)
+		r.StaleRoutes = stale
+		return r
+	}
+	for _, tc := range []struct {
+		name    string
+		goal    string
+		results []Result
+		met     bool
+		figure  string
+	}{
+		{"planned met", "planned", []Result{planned("aa", FaultDrain, 0, 1200), planned("as", FaultSIGTERM, 0, 2999)},
+			true, "0 lost, drain 3.00 s (as sigterm), 2 runs"},
+		{"planned lost one", "planned", []Result{planned("aa", FaultDrain, 0, 1200), planned("as", FaultSIGTERM, 1, 100)},
+			false, "1 lost (as sigterm), drain 1.20 s (aa drain), 2 runs"},
+		{"drain 3 s", "planned", []Result{planned("aa", FaultDrain, 0, 3000)},
+			false, "0 lost, drain 3.00 s (aa drain), 1 run"},
+		{"drain unknown", "planned", []Result{planned("aa", FaultDrain, 0, -1)},
+			false, "0 lost, drain time not measured, 1 run"},
+		{"silent at the limit", "instance goes silent", []Result{
+			outage("aa", StackBgpgw, FaultSilent, 200, 150), outage("as", StackBgpgw, FaultSilent, 120, 200)},
+			true, "200 ms / 200 ms (aa), 2 runs"},
+		{"silent worst topology over", "instance goes silent", []Result{
+			outage("aa", StackBgpgw, FaultSilent, 100, 150), outage("vv", StackBgpgw, FaultSilent, 120, 201)},
+			false, "120 ms / 201 ms (vv), 2 runs"},
+		{"silent one direction missing", "instance goes silent", []Result{func() Result {
+			r := outage("aa", StackBgpgw, FaultSilent, 100, 100)
+			r.Directions = r.Directions[:1]
+			return r
+		}()}, false, "100 ms / - (aa), 1 run"},
+		{"killed met", "bgpgw process killed", []Result{killed("aa", 99, 0)},
+			true, "99 ms / 49 ms (aa), 0 stale routes, 1 run"},
+		{"killed at 0.1 s", "bgpgw process killed", []Result{killed("aa", 100, 0)},
+			false, "100 ms / 50 ms (aa), 0 stale routes, 1 run"},
+		{"killed stale", "bgpgw process killed", []Result{killed("aa", 10, 0), killed("as", 10, 1)},
+			false, "10 ms / 5 ms (aa), 1 stale route, 2 runs"},
+		{"killed stale unchecked", "bgpgw process killed", []Result{killed("aa", 10, -1)},
+			false, "10 ms / 5 ms (aa), stale routes not checked, 1 run"},
+		{"esp met", "tunnel data plane", []Result{outage("aa", StackBgpgw, FaultESPDrop, 180, 20)},
+			true, "180 ms / 20 ms (aa), 1 run"},
+		{"uplink strict", "instance loses", []Result{outage("aa", StackBgpgw, FaultUplinkDown, 50, 0)},
+			false, "50 ms / 0 ms (aa), 1 run"},
+		{"uplink met", "instance loses", []Result{outage("aa", StackBgpgw, FaultUplinkDown, 49, 0)},
+			true, "49 ms / 0 ms (aa), 1 run"},
+		{"not measured", "instance loses", []Result{outage("aa", StackHandBuilt, FaultUplinkDown, 1, 1)},
+			false, "not measured"},
+		{"failed run", "instance loses", []Result{outage("aa", StackBgpgw, FaultUplinkDown, 1, 1), func() Result {
+			r := outage("as", StackBgpgw, FaultUplinkDown, 1, 1)
+			r.Error = "x"
+			return r
+		}()}, false, "1 ms / 1 ms (aa), 1 run; 1 failed run"},
+	} {
+		g := goal(t, Goals(tc.results), tc.goal)
+		assert.Equal(t, tc.met, g.Met, tc.name)
+		assert.Equal(t, tc.figure, g.Figure, tc.name)
+	}
+}
+
+func TestGoalsHandBuiltBeside(t *testing.T) {
+	goals := Goals([]Result{
+		outage("aa", StackBgpgw, FaultSilent, 150, 140),
+		outage("aa", StackHandBuilt, FaultSilent, 330, 310),
+		outage("as", StackHandBuilt, FaultSilent, 320, 340),
+	})
+	assert.Len(t, goals, 5)
+	g := goal(t, goals, "instance goes silent")
+	assert.True(t, g.Met)
+	assert.Equal(t, "150 ms / 140 ms (aa), 1 run", g.Figure)
+	assert.Equal(t, "330 ms / 340 ms (as), 2 runs", g.HandBuilt)
+	assert.Equal(t, "60-90 s", g.Azure)
+	assert.Equal(t, "not measured", goal(t, goals, "planned").HandBuilt)
+}
+
+func TestFormatMs(t *testing.T) {
+	for ms, want := range map[float64]string{-1: "-", 0: "0 ms", 0.25: "0.3 ms", 12: "12 ms", 999.94: "999.9 ms", 1000: "1.00 s", 7215: "7.21 s"} {
+		assert.Equal(t, want, FormatMs(ms), "%v", ms)
+	}
+}

@@ -1,0 +1,210 @@
+// Package failover holds the measurement-independent parts of the failover
+// suite (issue #6): the result of one fault on one gateway stack in one
+// topology, the CI verdicts on it, the mapping of results to the goals
+// table of the product brief, and the renderers (JSON for
+// bench/out/failover.json, a terminal table, a Markdown report and an SVG
+// timeline per fault). Everything here is pure: the topology runner
+// measures, this package judges and draws.
+package failover
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/bgpgw/bgpgw/internal/lab"
+)
+
+// Stacks: the gateway software under test.
+const (
+	StackBgpgw     = "bgpgw"
+	StackHandBuilt = "handbuilt" // strongSwan + FRR (BGP, BFD) on each instance, set up by hand
+)
+
+// Directions of probe traffic.
+const (
+	DirOnPremToCloud = "on-prem->cloud"
+	DirCloudToOnPrem = "cloud->on-prem"
+)
+
+// Faults, each applied to one gateway instance.
+const (
+	FaultDrain       = "drain"       // planned: bgpgw drain (hand-built: bgp graceful-shutdown, wait, stop)
+	FaultSIGTERM     = "sigterm"     // planned: SIGTERM to the daemon
+	FaultKillDaemon  = "kill-daemon" // kill -9 of bgpgw (hand-built: of its routing daemons)
+	FaultKillCharon  = "kill-charon" // kill -9 of strongSwan's charon
+	FaultSilent      = "silent"      // the whole instance silent: nft drops everything
+	FaultESPDrop     = "esp-drop"    // ESP dropped while IKE still answers
+	FaultUplinkDown  = "uplink-down" // the cloud-side uplink goes down
+	FaultTunnelFlaps = "tunnel-flap" // a tunnel goes down and up every few seconds for a minute
+)
+
+// Planned reports whether fault is planned maintenance, which must lose
+// nothing.
+func Planned(fault string) bool { return fault == FaultDrain || fault == FaultSIGTERM }
+
+// Report is one run of the suite.
+type Report struct {
+	Machine string    `json:"machine"` // e.g. hostname, kernel, CPUs
+	Started time.Time `json:"started"`
+	Results []Result  `json:"results"`
+	Goals   []Goal    `json:"goals"` // Goals(Results), filled by the caller
+}
+
+// Result is one fault on one stack in one topology. Times are Unix
+// nanoseconds on the lab host's clock (the probe's clock too); durations are
+// milliseconds, -1 where unknown. Use NewResult to get the unknowns right.
+type Result struct {
+	Topology   string      `json:"topology"`
+	Stack      string      `json:"stack"` // StackBgpgw or StackHandBuilt
+	Fault      string      `json:"fault"`
+	Planned    bool        `json:"planned"`
+	Directions []Direction `json:"directions"`
+	// ConvergedMs: from the fault until the FRR routers' tables had
+	// settled on the surviving path.
+	ConvergedMs float64 `json:"converged_ms"`
+	// DrainMs (planned faults): from the drain command or SIGTERM until
+	// the instance had withdrawn everything (drain returned, process exited).
+	DrainMs float64 `json:"drain_ms"`
+	// StaleRoutes: kernel routes left pointing at the failed instance's
+	// tunnels after the fault, -1 when not checked.
+	StaleRoutes int `json:"stale_routes"`
+	// Recovered: after the fault was cleared the pair came back to full
+	// state (every tunnel and session up, every route back).
+	Recovered bool   `json:"recovered"`
+	Notes     string `json:"notes,omitempty"`
+	FaultAtNs int64  `json:"fault_at_ns"`
+	// ClearedAtNs: when the fault was undone (0: unknown or never).
+	ClearedAtNs int64 `json:"cleared_at_ns,omitempty"`
+	// Error: the run could not be measured; the figures are not valid.
+	Error string `json:"error,omitempty"`
+}
+
+// NewResult returns a Result with nothing measured yet: the durations and
+// StaleRoutes unknown (-1), Planned set from the fault.
+func NewResult(topology, stack, fault string) Result {
+	return Result{Topology: topology, Stack: stack, Fault: fault, Planned: Planned(fault),
+		ConvergedMs: -1, DrainMs: -1, StaleRoutes: -1}
+}
+
+// Direction is the probe traffic one way across the gateway pair.
+type Direction struct {
+	Name string `json:"name"` // DirOnPremToCloud or DirCloudToOnPrem
+	Sent int    `json:"sent"`
+	Lost int    `json:"lost"`
+	// OutageMs: the longest run of missing datagrams on any flow, times
+	// the interval.
+	OutageMs float64 `json:"outage_ms"`
+	// SenderSkipped: schedule slots the sender gave up; when non-zero the
+	// send times of later datagrams, and so the timeline, are approximate.
+	SenderSkipped int    `json:"sender_skipped,omitempty"`
+	Flows         []Flow `json:"flows"`
+}
+
+// Flow is a trimmed lab.FlowReport: what a timeline needs.
+type Flow struct {
+	Flow int `json:"flow"`
+	// StartNs and IntervalNs place seq n at StartNs + (n-1) x IntervalNs.
+	StartNs    int64   `json:"start_ns"`
+	IntervalNs int64   `json:"interval_ns"`
+	Sent       int     `json:"sent"`
+	Lost       int     `json:"lost"`
+	OutageMs   float64 `json:"outage_ms"` // longest loss run x interval
+	// LossRuns are the runs of missing seqs, [first, last], in order;
+	// every other seq in 1..Sent was delivered, up to the end of the last
+	// run when GapsTruncated.
+	LossRuns      [][2]uint64 `json:"loss_runs,omitempty"`
+	GapsTruncated bool        `json:"gaps_truncated,omitempty"`
+}
+
+// NewDirection converts one direction of lab probe traffic.
+func NewDirection(name string, t lab.TrafficReport) Direction {
+	d := Direction{Name: name, Sent: t.Sent, Lost: t.Lost, OutageMs: ms(t.MaxOutage),
+		SenderSkipped: t.SenderSkipped}
+	for _, f := range t.Flows {
+		var start int64
+		if !f.Start.IsZero() {
+			start = f.Start.UnixNano()
+		}
+		d.Flows = append(d.Flows, Flow{Flow: f.Flow, StartNs: start, IntervalNs: int64(t.Interval),
+			Sent: f.Sent, Lost: f.Lost, OutageMs: ms(f.Outage),
+			LossRuns: f.LossRuns, GapsTruncated: f.GapsTruncated})
+	}
+	return d
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Direction returns the direction named name, or nil.
+func (r *Result) Direction(name string) *Direction {
+	for i := range r.Directions {
+		if r.Directions[i].Name == name {
+			return &r.Directions[i]
+		}
+	}
+	return nil
+}
+
+// Lost is the number of datagrams lost in all directions.
+func (r *Result) Lost() int {
+	n := 0
+	for _, d := range r.Directions {
+		n += d.Lost
+	}
+	return n
+}
+
+// WriteJSON writes the report to path (atomically, creating the directory).
+func WriteJSON(path string, rep Report) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // "on-prem->cloud", not "on-prem-\u003ecloud"
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		return fmt.Errorf("failover report: %w", err)
+	}
+	return writeFile(path, b.Bytes())
+}
+
+// ReadJSON reads a report written by WriteJSON, e.g. to render it again.
+func ReadJSON(path string) (Report, error) {
+	var rep Report
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return rep, fmt.Errorf("failover report: %w", err)
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		return rep, fmt.Errorf("failover report %s: %w", path, err)
+	}
+	return rep, nil
+}
+
+// writeFile replaces path with data through a temporary file.
+func writeFile(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*.tmp")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
