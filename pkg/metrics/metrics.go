@@ -37,7 +37,8 @@ type Options struct {
 	Snapshot Snapshot
 	// Tunnels and Peers are the configured names. Their counters are
 	// exported from the start, at 0, so that rate() and increase() see
-	// the first failover or withdrawal.
+	// the first failover or withdrawal. Names that appear later (a
+	// reload) get theirs at the first scrape that shows them.
 	Tunnels []string
 	Peers   []string
 	// SnapshotTimeout bounds one snapshot; 0 means 10 s.
@@ -91,7 +92,7 @@ func New(opts Options) *Metrics {
 		m.withdrawals.WithLabelValues(p)
 	}
 	m.reg.MustRegister(
-		&statusCollector{snapshot: opts.Snapshot, timeout: timeout},
+		&statusCollector{snapshot: opts.Snapshot, timeout: timeout, m: m},
 		m.failovers, m.withdrawals, m.latency,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -250,6 +251,7 @@ var (
 type statusCollector struct {
 	snapshot Snapshot
 	timeout  time.Duration
+	m        *Metrics // to start the counters of names first seen here
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -289,6 +291,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descKernelRoutes, float64(len(st.Routes)))
 
 	for _, t := range st.Tunnels {
+		c.m.failovers.WithLabelValues(t.Name)
 		gauge(descTunnelCarrying, b2f(t.Carrying), t.Name)
 		gauge(descTunnelFlaps, float64(t.Flaps), t.Name)
 		// Without IPsec management bgpgw knows nothing of the tunnel
@@ -298,6 +301,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, p := range st.Peers {
+		c.m.withdrawals.WithLabelValues(p.Name)
 		gauge(descSessionEstablished, b2f(p.State == "established"), p.Name, p.Kind)
 		gauge(descSessionUptime, p.UptimeSeconds, p.Name, p.Kind)
 		gauge(descPrefixesAnnounced, float64(len(p.Announced)), p.Name)

@@ -333,3 +333,28 @@ func TestCloseWithoutServe(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s2.Close())
 }
+
+// TestNamesFromReload: a tunnel or peer first seen in a snapshot (added by
+// a reload) gets its counters at 0 from the next scrape on.
+func TestNamesFromReload(t *testing.T) {
+	f := &fakeStatus{st: api.Status{DrainState: "normal"}}
+	m := New(Options{Snapshot: f.snapshot, Tunnels: []string{"a"}, Peers: []string{"a"}})
+	f.set(api.Status{DrainState: "normal",
+		Tunnels: []api.Tunnel{{Name: "a"}, {Name: "new"}},
+		Peers:   []api.Peer{{Name: "a", Kind: "tunnel"}, {Name: "new", Kind: "tunnel"}, {Name: "rr", Kind: "cloud"}}}, nil)
+	_, err := m.Gatherer().Gather()
+	require.NoError(t, err)
+	want := `
+# HELP bgpgw_failovers_total Times a tunnel stopped carrying traffic (its announcements withdrawn) while bgpgw ran.
+# TYPE bgpgw_failovers_total counter
+bgpgw_failovers_total{tunnel="a"} 0
+bgpgw_failovers_total{tunnel="new"} 0
+# HELP bgpgw_withdrawals_total Prefixes withdrawn from a BGP peer.
+# TYPE bgpgw_withdrawals_total counter
+bgpgw_withdrawals_total{peer="a"} 0
+bgpgw_withdrawals_total{peer="new"} 0
+bgpgw_withdrawals_total{peer="rr"} 0
+`
+	require.NoError(t, testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want),
+		"bgpgw_failovers_total", "bgpgw_withdrawals_total"))
+}
