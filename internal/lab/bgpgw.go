@@ -61,7 +61,7 @@ func (l *Lab) StartGateway(ctx context.Context, n *Netns, bin, name, configYAML 
 	g.Proc = p
 	err = Poll(ctx, 50*time.Millisecond, func() (bool, error) {
 		if p.Exited() {
-			return false, fmt.Errorf("bgpgw exited early; log:\n%s", g.LogTail(30))
+			return false, Fatal(fmt.Errorf("bgpgw exited early; log:\n%s", g.LogTail(30)))
 		}
 		_, err := g.Status(ctx)
 		return err == nil, nil

@@ -101,7 +101,7 @@ func (c *Charon) Start() error {
 	defer cancel()
 	err = Poll(ctx, 50*time.Millisecond, func() (bool, error) {
 		if p.Exited() {
-			return false, fmt.Errorf("charon exited:\n%s", c.LogTail(20))
+			return false, Fatal(fmt.Errorf("charon exited:\n%s", c.LogTail(20)))
 		}
 		if _, err := os.Stat(c.Vici); err != nil {
 			return false, nil

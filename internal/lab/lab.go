@@ -203,9 +203,19 @@ func cmdline(name string, args []string) string {
 	return strings.TrimSpace(name + " " + strings.Join(args, " "))
 }
 
+// Fatal wraps err so that Poll returns it at once instead of polling on
+// (the process being waited for has exited, say).
+func Fatal(err error) error { return fatalError{err} }
+
+type fatalError struct{ err error }
+
+func (f fatalError) Error() string { return f.err.Error() }
+func (f fatalError) Unwrap() error { return f.err }
+
 // Poll calls cond every interval (and once right away) until it returns true
-// or ctx is done. A cond error does not stop polling; if ctx ends first, the
-// returned error wraps ctx.Err() and the last cond error.
+// or ctx is done. A cond error does not stop polling, unless wrapped with
+// Fatal; if ctx ends first, the returned error wraps ctx.Err() and the last
+// cond error.
 func Poll(ctx context.Context, interval time.Duration, cond func() (bool, error)) error {
 	if interval <= 0 {
 		interval = 50 * time.Millisecond
@@ -219,6 +229,10 @@ func Poll(ctx context.Context, interval time.Duration, cond func() (bool, error)
 			return nil
 		}
 		if err != nil {
+			var f fatalError
+			if errors.As(err, &f) {
+				return f.err
+			}
 			lastErr = err
 		}
 		select {
