@@ -1,0 +1,170 @@
+// Command failover runs the failover suite: every topology of
+// test/containerlab (through the namespace runner) with bgpgw and with the
+// hand-built strongSwan + FRR stack, every fault on one gateway instance,
+// UDP traffic both ways at 1 ms per flow. It prints a table, writes
+// bench/out/failover.json and an SVG timeline per fault, optionally the
+// markdown report, and with -ci exits 1 when bgpgw loses a datagram in a
+// planned fault, has an outage over 1 s, or does not come back. Needs
+// root; `make bench-failover` runs everything.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/bgpgw/bgpgw/internal/failover"
+	"github.com/bgpgw/bgpgw/internal/lab"
+)
+
+func main() {
+	topologies := flag.String("topologies", "active-active,active-standby,two-onprem,vnet-to-vnet", "topologies, comma-separated")
+	stacks := flag.String("stacks", "bgpgw,handbuilt", "stacks, comma-separated: bgpgw, handbuilt")
+	faults := flag.String("faults", strings.Join(failover.AllFaults, ","), "faults, comma-separated")
+	flap := flag.Duration("flap", time.Minute, "how long the tunnel flaps")
+	out := flag.String("out", "bench/out/failover.json", "JSON report")
+	svgDir := flag.String("svg", "bench/out/failover", "directory for the SVG timelines")
+	report := flag.String("report", "", "also write the markdown report here (e.g. docs/failover-report.md)")
+	ci := flag.Bool("ci", false, "exit 1 when a bgpgw result violates a threshold")
+	verbose := flag.Bool("v", false, "log the lab's progress")
+	flag.Parse()
+	code, err := run(*topologies, *stacks, *faults, *flap, *out, *svgDir, *report, *ci, *verbose)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "failover:", err)
+	}
+	os.Exit(code)
+}
+
+func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, report string, ci, verbose bool) (int, error) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	dir, err := os.MkdirTemp("", "bgpgw-failover-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(dir)
+	// The nodes run the binaries from their own mount namespace, where
+	// this directory is visible (it is not below /run).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return 1, err
+	}
+	bgpgw, err := lab.BuildBgpgw(ctx, dir)
+	if err != nil {
+		return 1, err
+	}
+	probe, err := lab.BuildUDPProbe(ctx, dir)
+	if err != nil {
+		return 1, err
+	}
+	logf := func(string, ...any) {}
+	if verbose {
+		logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+	}
+	opts := failover.Options{Dir: "test/containerlab", BgpgwBin: bgpgw, ProbeBin: probe,
+		Flows: 4, Interval: time.Millisecond, Before: 2 * time.Second, After: 4 * time.Second,
+		FlapFor: flap, Recover: 60 * time.Second, Logf: logf,
+		OnResult: func(r failover.Result) {
+			fmt.Fprintf(os.Stderr, "%-15s %-12s %-10s lost %6d  converged %s  recovered %v %s\n",
+				r.Topology, r.Fault, r.Stack, r.Lost(), failover.FormatMs(r.ConvergedMs), r.Recovered, r.Error)
+		}}
+	rep := failover.Report{Machine: machine(), Started: time.Now().UTC()}
+	var errs []string
+	for _, topo := range split(topologies) {
+		for _, stack := range split(stacks) {
+			start := time.Now()
+			res, err := failover.Run(ctx, opts, topo, stack, split(faults))
+			rep.Results = append(rep.Results, res...)
+			if err != nil {
+				errs = append(errs, err.Error())
+				fmt.Fprintf(os.Stderr, "failover: %s (%s): %v\n", topo, stack, err)
+				if ctx.Err() != nil {
+					return 1, ctx.Err()
+				}
+				for _, f := range split(faults) {
+					if !hasResult(res, f) {
+						r := failover.NewResult(topo, stack, f)
+						r.Error = err.Error()
+						rep.Results = append(rep.Results, r)
+					}
+				}
+			}
+			fmt.Fprintf(os.Stderr, "failover: %s (%s) done in %s\n", topo, stack, time.Since(start).Round(time.Second))
+		}
+	}
+	rep.Goals = failover.Goals(rep.Results)
+	if err := failover.WriteJSON(out, rep); err != nil {
+		return 1, err
+	}
+	if err := failover.WriteSVGs(svgDir, rep); err != nil {
+		return 1, err
+	}
+	if err := failover.Table(os.Stdout, rep); err != nil {
+		return 1, err
+	}
+	fmt.Printf("\nJSON: %s\nSVG timelines: %s/\n", out, svgDir)
+	if report != "" {
+		rel, err := filepath.Rel(filepath.Dir(report), svgDir)
+		if err != nil {
+			rel = svgDir
+		}
+		f, err := os.Create(report)
+		if err != nil {
+			return 1, err
+		}
+		if err := failover.Markdown(f, rep, rel); err != nil {
+			_ = f.Close()
+			return 1, err
+		}
+		if err := f.Close(); err != nil {
+			return 1, err
+		}
+		fmt.Printf("report: %s\n", report)
+	}
+	if fails := failover.Failures(rep); ci && len(fails) > 0 {
+		return 1, fmt.Errorf("%d violation(s):\n  %s", len(fails), strings.Join(fails, "\n  "))
+	}
+	return 0, nil
+}
+
+func hasResult(res []failover.Result, fault string) bool {
+	for _, r := range res {
+		if r.Fault == fault {
+			return true
+		}
+	}
+	return false
+}
+
+func split(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// machine describes where the suite ran.
+func machine() string {
+	host, _ := os.Hostname()
+	kernel, _ := exec.Command("uname", "-r").Output()
+	cpu := ""
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s, Linux %s, %d CPUs (%s)", host, strings.TrimSpace(string(kernel)), runtime.NumCPU(), cpu)
+}

@@ -1,0 +1,451 @@
+package failover
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bgpgw/bgpgw/internal/clab"
+	"github.com/bgpgw/bgpgw/internal/lab"
+)
+
+// AllFaults are the faults in the order the suite applies them.
+var AllFaults = []string{FaultDrain, FaultSIGTERM, FaultKillDaemon, FaultKillCharon, FaultSilent, FaultESPDrop,
+	FaultUplinkDown, FaultTunnelFlaps}
+
+// Spec says how to run the suite on one topology file: which gateway to
+// break, where the traffic goes and which routers must converge.
+type Spec struct {
+	File    string // *.clab.yml
+	Gateway string // the instance the faults are applied to
+	Uplink  string // its cloud-side interface
+	OnPrem  string // traffic endpoint on the on-prem side (a host node)
+	Cloud   string // traffic endpoint on the cloud side
+	Routers []string
+}
+
+// Specs are the topologies of test/containerlab, by name.
+var Specs = map[string]Spec{
+	"active-active":  {File: "active-active.clab.yml", Gateway: "gw1", Uplink: "cloud", OnPrem: "oh", Cloud: "ch", Routers: []string{"op", "cr"}},
+	"active-standby": {File: "active-standby.clab.yml", Gateway: "gw1", Uplink: "cloud", OnPrem: "oh", Cloud: "ch", Routers: []string{"op", "cr"}},
+	"two-onprem":     {File: "two-onprem.clab.yml", Gateway: "gw1", Uplink: "cloud", OnPrem: "oha", Cloud: "ch", Routers: []string{"opa", "opb", "cr"}},
+	"vnet-to-vnet":   {File: "vnet-to-vnet.clab.yml", Gateway: "gwa1", Uplink: "cloud", OnPrem: "chb", Cloud: "cha", Routers: []string{"cra", "crb"}},
+}
+
+// Options configure a suite run.
+type Options struct {
+	Dir       string // test/containerlab
+	BgpgwBin  string
+	ProbeBin  string
+	Flows     int           // per direction
+	Interval  time.Duration // between datagrams of a flow
+	Before    time.Duration // traffic before the fault
+	After     time.Duration // traffic after the fault (or after a long fault ends)
+	FlapFor   time.Duration // how long the tunnel flaps
+	Recover   time.Duration // how long the pair may take to come back
+	Logf      func(string, ...any)
+	OnResult  func(Result) // called after every result
+	KeepGoing bool         // go on after a topology fails to deploy
+}
+
+// Run runs every fault of faults on topology for stack, in one deployment,
+// clearing each fault and waiting for the pair's full state before the
+// next.
+func Run(ctx context.Context, opts Options, topology, stack string, faults []string) ([]Result, error) {
+	spec, ok := Specs[topology]
+	if !ok {
+		return nil, fmt.Errorf("unknown topology %q", topology)
+	}
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	topo, err := clab.Load(filepath.Join(opts.Dir, spec.File))
+	if err != nil {
+		return nil, err
+	}
+	l, err := lab.New(logf)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := l.Close(); err != nil {
+			logf("failover: lab cleanup: %v", err)
+		}
+	}()
+	d, err := clab.Deploy(ctx, l, topo, clab.Options{Logf: logf,
+		Env: map[string]string{"GATEWAY": stack, "BGPGW_BIN": opts.BgpgwBin}})
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): deploy: %w", topology, stack, err)
+	}
+	r := &runner{opts: opts, spec: spec, d: d, l: l, logf: logf, topology: topology, stack: stack}
+	if err := r.resolve(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.waitFull(ctx, nil); err != nil {
+		return nil, fmt.Errorf("%s (%s): the pair did not reach its full state after deploy: %w", topology, stack, err)
+	}
+	var out []Result
+	for _, f := range faults {
+		res := r.one(ctx, f)
+		out = append(out, res)
+		if opts.OnResult != nil {
+			opts.OnResult(res)
+		}
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+	}
+	return out, nil
+}
+
+type runner struct {
+	opts              Options
+	spec              Spec
+	d                 *clab.Deployment
+	l                 *lab.Lab
+	logf              func(string, ...any)
+	topology, stack   string
+	onprem, cloud     string // host addresses
+	gwAddrs           []string
+	full              map[string][]string // router/destination -> next hops in full state
+	gw                *gateway
+	onpremNS, cloudNS *lab.Netns
+	routers           []*clab.Node
+	destinations      []string
+}
+
+// resolve finds the hosts' addresses and the gateway's node.
+func (r *runner) resolve(ctx context.Context) error {
+	var err error
+	if r.onprem, err = r.hostAddr(r.spec.OnPrem); err != nil {
+		return err
+	}
+	if r.cloud, err = r.hostAddr(r.spec.Cloud); err != nil {
+		return err
+	}
+	r.destinations = []string{r.onprem, r.cloud}
+	gw := r.d.Node(r.spec.Gateway)
+	if gw == nil {
+		return fmt.Errorf("%s: no node %s", r.topology, r.spec.Gateway)
+	}
+	r.gw = &gateway{node: gw, dir: r.topology + "/" + r.spec.Gateway, stack: r.stack, uplink: r.spec.Uplink,
+		flapFor: r.opts.FlapFor, logf: r.logf}
+	for _, name := range r.spec.Routers {
+		n := r.d.Node(name)
+		if n == nil {
+			return fmt.Errorf("%s: no router node %s", r.topology, name)
+		}
+		r.routers = append(r.routers, n)
+	}
+	r.onpremNS, r.cloudNS = r.d.Node(r.spec.OnPrem).NS, r.d.Node(r.spec.Cloud).NS
+	return nil
+}
+
+// hostAddr is the first address of a host node's ip.batch.
+func (r *runner) hostAddr(node string) (string, error) {
+	path := filepath.Join(r.opts.Dir, "nodes", r.topology, node, "ip.batch")
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		w := strings.Fields(sc.Text())
+		if len(w) >= 3 && w[0] == "addr" && w[1] == "add" {
+			return strings.Split(w[2], "/")[0], nil
+		}
+	}
+	return "", fmt.Errorf("%s: no address", path)
+}
+
+// nextHops returns, for every router and destination, the next hops of
+// the router's route toward the destination.
+func (r *runner) nextHops(ctx context.Context) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, n := range r.routers {
+		for _, dst := range r.destinations {
+			js, err := n.Exec(ctx, "vtysh", "-c", "show ip route "+dst+" json")
+			if err != nil {
+				return nil, err
+			}
+			var routes map[string][]struct {
+				Selected bool `json:"selected"`
+				Protocol string
+				Nexthops []struct {
+					IP     string `json:"ip"`
+					Active bool   `json:"active"`
+				} `json:"nexthops"`
+			}
+			if err := json.Unmarshal([]byte(js), &routes); err != nil {
+				return nil, fmt.Errorf("%s: show ip route %s: %w", n.Name, dst, err)
+			}
+			var hops []string
+			for _, rs := range routes {
+				for _, rt := range rs {
+					if !rt.Selected || rt.Protocol == "connected" {
+						continue
+					}
+					for _, h := range rt.Nexthops {
+						if h.Active && h.IP != "" {
+							hops = append(hops, h.IP)
+						}
+					}
+				}
+			}
+			slices.Sort(hops)
+			if len(hops) > 0 { // none: connected, or no route at all
+				out[n.Name+"->"+dst] = slices.Compact(hops)
+			}
+		}
+	}
+	return out, nil
+}
+
+// gatewayAddrs are the gateway node's IPv4 addresses (a router's next hop
+// through it is one of them).
+func (r *runner) gatewayAddrs(ctx context.Context) ([]string, error) {
+	out, err := r.gw.node.Exec(ctx, "ip", "-4", "-o", "addr", "show")
+	if err != nil {
+		return nil, err
+	}
+	var addrs []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "inet" {
+				addrs = append(addrs, strings.Split(f[i+1], "/")[0])
+			}
+		}
+	}
+	return addrs, nil
+}
+
+// waitFull waits until every router has its full-state next hops (the
+// ones seen after deploy, both instances where both carry) and, when
+// gateway routes are checked, the gateway has no stale ones.
+func (r *runner) waitFull(ctx context.Context, want map[string][]string) error {
+	wctx, cancel := context.WithTimeout(ctx, r.opts.Recover)
+	defer cancel()
+	if want == nil {
+		// After deploy: wait until the routes stop changing and every
+		// destination has a route, and remember that as the full state.
+		var last map[string][]string
+		stable := 0
+		err := lab.Poll(wctx, 500*time.Millisecond, func() (bool, error) {
+			hops, err := r.nextHops(ctx)
+			if err != nil {
+				return false, err
+			}
+			// Every router has a route through the gateways toward the
+			// far side's host.
+			complete := true
+			for _, n := range r.routers {
+				found := false
+				for k := range hops {
+					found = found || strings.HasPrefix(k, n.Name+"->")
+				}
+				complete = complete && found
+			}
+			if complete && equalHops(hops, last) {
+				stable++
+			} else {
+				stable = 0
+			}
+			last = hops
+			return stable >= 4, nil
+		})
+		if err != nil {
+			return fmt.Errorf("%w (last: %v)", err, last)
+		}
+		r.full = last
+		addrs, err := r.gatewayAddrs(ctx)
+		r.gwAddrs = addrs
+		r.logf("failover %s (%s): full state %v; %s addresses %v", r.topology, r.stack, r.full, r.spec.Gateway, addrs)
+		return err
+	}
+	var last map[string][]string
+	err := lab.Poll(wctx, 100*time.Millisecond, func() (bool, error) {
+		hops, err := r.nextHops(ctx)
+		last = hops
+		return err == nil && equalHops(hops, want), err
+	})
+	if err != nil {
+		return fmt.Errorf("%w (want %v, last %v)", err, want, last)
+	}
+	return nil
+}
+
+func equalHops(a, b map[string][]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// converged reports whether every router has its routes again, none of
+// them through the broken gateway.
+func (r *runner) converged(hops map[string][]string) bool {
+	for k := range r.full {
+		if len(hops[k]) == 0 {
+			return false
+		}
+	}
+	for _, hs := range hops {
+		for _, h := range hs {
+			if slices.Contains(r.gwAddrs, h) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// one runs one fault with traffic both ways and measures it.
+func (r *runner) one(ctx context.Context, fault string) Result {
+	res := NewResult(r.topology, r.stack, fault)
+	r.logf("failover %s (%s): %s", r.topology, r.stack, fault)
+	if err := r.measure(ctx, fault, &res); err != nil {
+		res.Error = err.Error()
+		r.logf("failover %s (%s): %s: %v", r.topology, r.stack, fault, err)
+	}
+	return res
+}
+
+func (r *runner) measure(ctx context.Context, fault string, res *Result) error {
+	o := r.opts
+	long := time.Duration(0)
+	if fault == FaultTunnelFlaps {
+		long = o.FlapFor
+	}
+	total := o.Before + long + o.After
+	up, err := r.l.StartTraffic(ctx, o.ProbeBin, r.onpremNS, r.cloudNS, r.cloud, 40000, o.Flows, o.Interval, total)
+	if err != nil {
+		return err
+	}
+	down, err := r.l.StartTraffic(ctx, o.ProbeBin, r.cloudNS, r.onpremNS, r.onprem, 41000, o.Flows, o.Interval, total)
+	if err != nil {
+		return err
+	}
+	stopTraffic := func() error {
+		ru, errU := up.Stop(ctx)
+		rd, errD := down.Stop(ctx)
+		if errU == nil && errD == nil {
+			res.Directions = []Direction{NewDirection(DirOnPremToCloud, ru), NewDirection(DirCloudToOnPrem, rd)}
+		}
+		return errors.Join(errU, errD)
+	}
+	if err := errors.Join(up.WaitReceiving(ctx), down.WaitReceiving(ctx)); err != nil {
+		_ = stopTraffic()
+		return fmt.Errorf("traffic does not flow before the fault: %w", err)
+	}
+	if err := sleepCtx(ctx, o.Before); err != nil {
+		return err
+	}
+
+	// Convergence is watched while the fault runs (the flap takes a minute).
+	faultAt := time.Now()
+	res.FaultAtNs = faultAt.UnixNano()
+	convCh := make(chan time.Duration, 1)
+	cctx, ccancel := context.WithTimeout(ctx, o.Before+long+o.After)
+	go func() {
+		conv := time.Duration(-1)
+		_ = lab.Poll(cctx, 20*time.Millisecond, func() (bool, error) {
+			hops, err := r.nextHops(cctx)
+			if err == nil && r.converged(hops) {
+				conv = time.Since(faultAt)
+				return true, nil
+			}
+			return false, err
+		})
+		convCh <- conv
+	}()
+	actx, acancel := context.WithTimeout(ctx, long+time.Minute)
+	drainTime, faultErr := r.gw.apply(actx, fault)
+	acancel()
+	if faultErr == nil && res.Planned {
+		res.DrainMs = ms(drainTime)
+	}
+	if err := sleepCtx(ctx, o.After); err != nil {
+		ccancel()
+		return err
+	}
+	ccancel()
+	if conv := <-convCh; conv >= 0 {
+		res.ConvergedMs = ms(conv)
+	}
+	trafficErr := stopTraffic()
+	if faultErr != nil {
+		return fmt.Errorf("apply: %w", faultErr)
+	}
+	if trafficErr != nil {
+		return trafficErr
+	}
+
+	cleared := time.Now()
+	res.ClearedAtNs = cleared.UnixNano()
+	xctx, xcancel := context.WithTimeout(ctx, time.Minute)
+	defer xcancel()
+	if err := r.gw.clear(xctx, fault); err != nil {
+		return fmt.Errorf("clear: %w", err)
+	}
+	if err := r.waitFull(ctx, r.full); err != nil {
+		res.Notes = "did not return to full state: " + err.Error()
+		return nil
+	}
+	res.Recovered = true
+	res.Notes = fmt.Sprintf("full state again %.1f s after the fault was cleared", time.Since(cleared).Seconds())
+	if r.stack == StackBgpgw {
+		n, err := r.staleRoutes(ctx)
+		if err != nil {
+			return err
+		}
+		res.StaleRoutes = n
+	}
+	return nil
+}
+
+// staleRoutes counts bgpgw's kernel routes (its protocol number) that its
+// status does not list.
+func (r *runner) staleRoutes(ctx context.Context) (int, error) {
+	st, err := r.gw.sh(ctx, bgpgwCmd+`status --json --config "$NODE_DIR/bgpgw.yaml"`)
+	if err != nil {
+		return 0, err
+	}
+	var status struct {
+		Routes []struct {
+			Prefix string `json:"prefix"`
+		} `json:"routes"`
+	}
+	if err := json.Unmarshal([]byte(st), &status); err != nil {
+		return 0, fmt.Errorf("status: %w", err)
+	}
+	known := map[string]bool{}
+	for _, rt := range status.Routes {
+		known[strings.TrimSuffix(rt.Prefix, "/32")] = true
+	}
+	out, err := r.gw.node.Exec(ctx, "ip", "-4", "route", "show", "table", "all", "proto", "201")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && !known[strings.TrimSuffix(f[0], "/32")] {
+			n++
+		}
+	}
+	return n, nil
+}
