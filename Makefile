@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 60s
 
-.PHONY: all build deps lint test unit integration demo bench bench-bfd fuzz clean
+.PHONY: all build deps lint test unit integration demo bench bench-bfd bench-failover failover-ci fuzz clean
 
 all: build
 
@@ -26,9 +26,19 @@ lint:
 # that cannot run fail, they never skip.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/bfd)
+	@# The patched copy of govici (third_party/govici/BGPGW.md) is its own module.
+	cd third_party/govici && $(GO) test -race -count=1 ./vici/
 	@# The BFD interop test checks detection within detection time + 50 ms:
 	@# it runs alone, not beside the FRR-heavy packages.
 	$(GO) test -race -count=1 -p 1 -timeout 10m ./test/bfd/...
+	@# The failover suite on the active-active topology, alone on the machine:
+	@# fails when a planned fault loses a datagram, an unplanned fault's
+	@# outage exceeds 1 s, or the pair does not come back.
+	$(MAKE) failover-ci
+
+failover-ci: deps
+	$(GO) run ./bench/failover -topologies active-active -stacks bgpgw -ci \
+	  -out bench/out/failover-ci.json -svg bench/out/failover-ci -logs bench/out/failover-ci-logs
 
 unit:
 	$(GO) test -race -count=1 ./pkg/...
@@ -36,10 +46,13 @@ unit:
 integration: deps
 	$(GO) test -race -count=1 -timeout 20m ./test/... ./internal/... ./cmd/...
 
-# Two bgpgw instances and an on-prem FRR router in namespaces; prints FRR's
-# routes and `bgpgw status`, then tears everything down.
+# The active-active topology of test/containerlab run through network
+# namespaces (two bgpgw with strongSwan, FRR on both sides, hosts sending
+# UDP both ways): drains gw1, then kills gw2's bgpgw, prints the table and
+# where the SVG timelines are, and tears everything down.
 demo: deps
-	$(GO) run ./test/demo
+	$(GO) run ./bench/failover -topologies active-active -stacks bgpgw -faults drain,kill-daemon@gw2 \
+	  -out bench/out/demo.json -svg bench/out/demo
 
 # Health event to withdrawal received by a real BGP peer, for 1, 100 and
 # 10,000 prefixes (p50/p99 over 200 runs): bench/out/withdraw.json.
@@ -50,6 +63,11 @@ bench:
 # loop on the machine: false Downs and CPU, bench/out/bfd.json.
 bench-bfd: deps
 	$(GO) run ./bench/bfd -duration 10m
+
+# Every topology and fault, bgpgw and the hand-built strongSwan + FRR stack:
+# bench/out/failover.json, the SVG timelines and docs/failover-report.md.
+bench-failover: deps
+	$(GO) run ./bench/failover -svg docs/failover -report docs/failover-report.md -logs bench/out/failover-logs
 
 fuzz:
 	$(GO) test -run XXX -fuzz 'FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/config/

@@ -49,3 +49,5 @@ require (
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260414002931-afd174a4e478 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/strongswan/govici => ./third_party/govici

@@ -35,15 +35,16 @@ func main() {
 	report := flag.String("report", "", "also write the markdown report here (e.g. docs/failover-report.md)")
 	ci := flag.Bool("ci", false, "exit 1 when a bgpgw result violates a threshold")
 	verbose := flag.Bool("v", false, "log the lab's progress")
+	logDir := flag.String("logs", "", "copy the nodes' daemon logs here after each fault")
 	flag.Parse()
-	code, err := run(*topologies, *stacks, *faults, *flap, *out, *svgDir, *report, *ci, *verbose)
+	code, err := run(*topologies, *stacks, *faults, *flap, *out, *svgDir, *report, *ci, *verbose, *logDir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "failover:", err)
 	}
 	os.Exit(code)
 }
 
-func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, report string, ci, verbose bool) (int, error) {
+func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, report string, ci, verbose bool, logDir string) (int, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "bgpgw-failover-")
@@ -70,7 +71,7 @@ func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, rep
 	}
 	opts := failover.Options{Dir: "test/containerlab", BgpgwBin: bgpgw, ProbeBin: probe,
 		Flows: 4, Interval: time.Millisecond, Before: 2 * time.Second, After: 4 * time.Second,
-		FlapFor: flap, Recover: 60 * time.Second, Logf: logf,
+		FlapFor: flap, Recover: 60 * time.Second, Logf: logf, LogDir: logDir,
 		OnResult: func(r failover.Result) {
 			fmt.Fprintf(os.Stderr, "%-15s %-12s %-10s lost %6d  converged %s  recovered %v %s\n",
 				r.Topology, r.Fault, r.Stack, r.Lost(), failover.FormatMs(r.ConvergedMs), r.Recovered, r.Error)

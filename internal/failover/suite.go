@@ -53,6 +53,9 @@ type Options struct {
 	Logf      func(string, ...any)
 	OnResult  func(Result) // called after every result
 	KeepGoing bool         // go on after a topology fails to deploy
+	// LogDir, when set, receives every node's daemon logs after each fault
+	// (LogDir/TOPOLOGY-STACK-FAULT/NODE-FILE).
+	LogDir string
 }
 
 // Run runs every fault of faults on topology for stack, in one deployment,
@@ -113,8 +116,7 @@ type runner struct {
 	l                 *lab.Lab
 	logf              func(string, ...any)
 	topology, stack   string
-	onprem, cloud     string // host addresses
-	gwAddrs           []string
+	onprem, cloud     string              // host addresses
 	full              map[string][]string // router/destination -> next hops in full state
 	gw                *gateway
 	onpremNS, cloudNS *lab.Netns
@@ -136,8 +138,7 @@ func (r *runner) resolve(ctx context.Context) error {
 	if gw == nil {
 		return fmt.Errorf("%s: no node %s", r.topology, r.spec.Gateway)
 	}
-	r.gw = &gateway{node: gw, dir: r.topology + "/" + r.spec.Gateway, stack: r.stack, uplink: r.spec.Uplink,
-		flapFor: r.opts.FlapFor, logf: r.logf}
+	r.gw = r.gateway(gw)
 	for _, name := range r.spec.Routers {
 		n := r.d.Node(name)
 		if n == nil {
@@ -147,6 +148,11 @@ func (r *runner) resolve(ctx context.Context) error {
 	}
 	r.onpremNS, r.cloudNS = r.d.Node(r.spec.OnPrem).NS, r.d.Node(r.spec.Cloud).NS
 	return nil
+}
+
+func (r *runner) gateway(n *clab.Node) *gateway {
+	return &gateway{node: n, dir: r.topology + "/" + n.Name, stack: r.stack, uplink: r.spec.Uplink,
+		flapFor: r.opts.FlapFor, logf: r.logf}
 }
 
 // hostAddr is the first address of a host node's ip.batch.
@@ -212,8 +218,8 @@ func (r *runner) nextHops(ctx context.Context) (map[string][]string, error) {
 
 // gatewayAddrs are the gateway node's IPv4 addresses (a router's next hop
 // through it is one of them).
-func (r *runner) gatewayAddrs(ctx context.Context) ([]string, error) {
-	out, err := r.gw.node.Exec(ctx, "ip", "-4", "-o", "addr", "show")
+func (r *runner) gatewayAddrs(ctx context.Context, g *gateway) ([]string, error) {
+	out, err := g.node.Exec(ctx, "ip", "-4", "-o", "addr", "show")
 	if err != nil {
 		return nil, err
 	}
@@ -267,10 +273,8 @@ func (r *runner) waitFull(ctx context.Context, want map[string][]string) error {
 			return fmt.Errorf("%w (last: %v)", err, last)
 		}
 		r.full = last
-		addrs, err := r.gatewayAddrs(ctx)
-		r.gwAddrs = addrs
-		r.logf("failover %s (%s): full state %v; %s addresses %v", r.topology, r.stack, r.full, r.spec.Gateway, addrs)
-		return err
+		r.logf("failover %s (%s): full state %v", r.topology, r.stack, r.full)
+		return nil
 	}
 	var last map[string][]string
 	err := lab.Poll(wctx, 100*time.Millisecond, func() (bool, error) {
@@ -297,8 +301,8 @@ func equalHops(a, b map[string][]string) bool {
 }
 
 // converged reports whether every router has its routes again, none of
-// them through the broken gateway.
-func (r *runner) converged(hops map[string][]string) bool {
+// them through the broken gateway (one of whose addresses is gwAddrs).
+func (r *runner) converged(hops map[string][]string, gwAddrs []string) bool {
 	for k := range r.full {
 		if len(hops[k]) == 0 {
 			return false
@@ -306,7 +310,7 @@ func (r *runner) converged(hops map[string][]string) bool {
 	}
 	for _, hs := range hops {
 		for _, h := range hs {
-			if slices.Contains(r.gwAddrs, h) {
+			if slices.Contains(gwAddrs, h) {
 				return false
 			}
 		}
@@ -314,18 +318,59 @@ func (r *runner) converged(hops map[string][]string) bool {
 	return true
 }
 
-// one runs one fault with traffic both ways and measures it.
+// one runs one fault with traffic both ways and measures it. A fault
+// written FAULT@NODE is applied to that gateway instead of Spec.Gateway.
 func (r *runner) one(ctx context.Context, fault string) Result {
+	g := r.gw
+	if name, node, ok := strings.Cut(fault, "@"); ok {
+		fault = name
+		if n := r.d.Node(node); n != nil {
+			g = r.gateway(n)
+		} else {
+			res := NewResult(r.topology, r.stack, fault)
+			res.Error = "no node " + node
+			return res
+		}
+	}
 	res := NewResult(r.topology, r.stack, fault)
-	r.logf("failover %s (%s): %s", r.topology, r.stack, fault)
-	if err := r.measure(ctx, fault, &res); err != nil {
+	if g != r.gw {
+		res.Notes = "on " + g.node.Name
+	}
+	r.logf("failover %s (%s): %s on %s", r.topology, r.stack, fault, g.node.Name)
+	if err := r.measure(ctx, g, fault, &res); err != nil {
 		res.Error = err.Error()
 		r.logf("failover %s (%s): %s: %v", r.topology, r.stack, fault, err)
 	}
+	r.saveLogs(fault)
 	return res
 }
 
-func (r *runner) measure(ctx context.Context, fault string, res *Result) error {
+// saveLogs copies the nodes' daemon logs to Options.LogDir.
+func (r *runner) saveLogs(fault string) {
+	if r.opts.LogDir == "" {
+		return
+	}
+	dir := filepath.Join(r.opts.LogDir, r.topology+"-"+r.stack+"-"+fault)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		r.logf("failover: logs: %v", err)
+		return
+	}
+	for _, n := range r.d.Nodes() {
+		for _, f := range []string{"bgpgw.log", "charon.log", "frr/bgpd.log", "frr/bfdd.log", "frr/zebra.log"} {
+			data, err := n.ReadFile("/run/lab/log/" + f)
+			if err != nil || len(data) == 0 {
+				continue
+			}
+			_ = os.WriteFile(filepath.Join(dir, n.Name+"-"+strings.ReplaceAll(f, "/", "-")), data, 0o644)
+		}
+	}
+}
+
+func (r *runner) measure(ctx context.Context, g *gateway, fault string, res *Result) error {
+	gwAddrs, err := r.gatewayAddrs(ctx, g)
+	if err != nil {
+		return err
+	}
 	o := r.opts
 	long := time.Duration(0)
 	if fault == FaultTunnelFlaps {
@@ -365,7 +410,7 @@ func (r *runner) measure(ctx context.Context, fault string, res *Result) error {
 		conv := time.Duration(-1)
 		_ = lab.Poll(cctx, 20*time.Millisecond, func() (bool, error) {
 			hops, err := r.nextHops(cctx)
-			if err == nil && r.converged(hops) {
+			if err == nil && r.converged(hops, gwAddrs) {
 				conv = time.Since(faultAt)
 				return true, nil
 			}
@@ -374,7 +419,7 @@ func (r *runner) measure(ctx context.Context, fault string, res *Result) error {
 		convCh <- conv
 	}()
 	actx, acancel := context.WithTimeout(ctx, long+time.Minute)
-	drainTime, faultErr := r.gw.apply(actx, fault)
+	drainTime, faultErr := g.apply(actx, fault)
 	acancel()
 	if faultErr == nil && res.Planned {
 		res.DrainMs = ms(drainTime)
@@ -399,17 +444,17 @@ func (r *runner) measure(ctx context.Context, fault string, res *Result) error {
 	res.ClearedAtNs = cleared.UnixNano()
 	xctx, xcancel := context.WithTimeout(ctx, time.Minute)
 	defer xcancel()
-	if err := r.gw.clear(xctx, fault); err != nil {
+	if err := g.clear(xctx, fault); err != nil {
 		return fmt.Errorf("clear: %w", err)
 	}
 	if err := r.waitFull(ctx, r.full); err != nil {
-		res.Notes = "did not return to full state: " + err.Error()
+		res.Notes = strings.TrimSpace(res.Notes + " did not return to full state: " + err.Error())
 		return nil
 	}
 	res.Recovered = true
-	res.Notes = fmt.Sprintf("full state again %.1f s after the fault was cleared", time.Since(cleared).Seconds())
+	res.Notes = strings.TrimSpace(fmt.Sprintf("%s full state again %.1f s after the fault was cleared", res.Notes, time.Since(cleared).Seconds()))
 	if r.stack == StackBgpgw {
-		n, err := r.staleRoutes(ctx)
+		n, err := r.staleRoutes(ctx, g)
 		if err != nil {
 			return err
 		}
@@ -420,8 +465,8 @@ func (r *runner) measure(ctx context.Context, fault string, res *Result) error {
 
 // staleRoutes counts bgpgw's kernel routes (its protocol number) that its
 // status does not list.
-func (r *runner) staleRoutes(ctx context.Context) (int, error) {
-	st, err := r.gw.sh(ctx, bgpgwCmd+`status --json --config "$NODE_DIR/bgpgw.yaml"`)
+func (r *runner) staleRoutes(ctx context.Context, g *gateway) (int, error) {
+	st, err := g.sh(ctx, bgpgwCmd+`status --json --config "$NODE_DIR/bgpgw.yaml"`)
 	if err != nil {
 		return 0, err
 	}
@@ -437,7 +482,7 @@ func (r *runner) staleRoutes(ctx context.Context) (int, error) {
 	for _, rt := range status.Routes {
 		known[strings.TrimSuffix(rt.Prefix, "/32")] = true
 	}
-	out, err := r.gw.node.Exec(ctx, "ip", "-4", "route", "show", "table", "all", "proto", "201")
+	out, err := g.node.Exec(ctx, "ip", "-4", "route", "show", "table", "all", "proto", "201")
 	if err != nil {
 		return 0, err
 	}

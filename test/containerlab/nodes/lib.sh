@@ -1,0 +1,136 @@
+# Shared by the node start scripts (POSIX sh). A node runs them inside its
+# container under containerlab, or inside its namespaces under the runner
+# (internal/clab). Either way the node's private, writable space is /run:
+# nothing here writes anywhere else.
+#
+# Every start script takes the node's configuration directory, relative to
+# this directory (e.g. active-active/gw1), as its first argument.
+
+set -eu
+
+NODES=/run/lab/nodes
+[ $# -ge 1 ] || { echo "usage: $0 TOPOLOGY/NODE" >&2; exit 2; }
+NODE_DIR=$NODES/$1
+[ -d "$NODE_DIR" ] || { echo "$0: no directory $NODE_DIR" >&2; exit 2; }
+STATE=/run/lab/var
+LOG=/run/lab/log
+mkdir -p "$STATE" "$LOG"
+export STRONGSWAN_CONF="$NODES/strongswan.conf"
+
+log() { echo "$(hostname): $*"; }
+die() { echo "$(hostname): error: $*" >&2; exit 1; }
+
+# wait_for N CMD...: run CMD every 0.1 s until it succeeds, at most N times.
+wait_for() {
+	n=$1
+	shift
+	until "$@" >/dev/null 2>&1; do
+		n=$((n - 1))
+		[ "$n" -gt 0 ] || return 1
+		sleep 0.1
+	done
+}
+
+# wait_links waits until the node has the $CLAB_INTFS interfaces its links
+# give it (containerlab and the runner both set it; eth0 is containerlab's
+# management interface).
+wait_links() {
+	want=${CLAB_INTFS:-0}
+	i=0
+	while :; do
+		have=0
+		for d in /sys/class/net/*; do
+			case ${d##*/} in
+			lo | eth0 | ipsec*) ;;
+			*) have=$((have + 1)) ;;
+			esac
+		done
+		[ "$have" -ge "$want" ] && return 0
+		i=$((i + 1))
+		[ $i -lt 300 ] || die "$have of $want interfaces after 30 s"
+		sleep 0.1
+	done
+}
+
+# sysctl_set KEY VALUE (no sysctl binary needed).
+sysctl_set() {
+	echo "$2" >"/proc/sys/$(echo "$1" | tr . /)"
+}
+
+# router_sysctls: forward, hash ECMP on L4 ports, and no reverse path
+# filter (paths through the two gateways are asymmetric by design).
+router_sysctls() {
+	sysctl_set net.ipv4.ip_forward 1
+	sysctl_set net.ipv4.fib_multipath_hash_policy 1
+	for f in /proc/sys/net/ipv4/conf/*/rp_filter; do
+		echo 0 >"$f"
+	done
+}
+
+# ip_batch FILE: run the ip commands of FILE (iproute2 batch mode), if it exists.
+ip_batch() {
+	if [ -f "$1" ]; then
+		ip -batch "$1" || die "ip -batch $1 failed"
+	fi
+}
+
+# start_charon: strongSwan's charon with kernel-libipsec (userspace ESP on
+# the TUN device ipsec0), VICI on its default socket /var/run/charon.vici.
+#
+# Lab-only: kernel-libipsec installs a route into ipsec0 for every outbound
+# policy (the remote traffic selectors) in table 220, whatever
+# charon.install_routes says, and charon looks that table up before main
+# (rule 220). Those routes would outlive a BGP withdrawal and send the
+# tunnel's inside /30 back into the tunnel on a tunnel-end node. The rule
+# is removed: as with route-based tunnels in production, the node's own
+# routes (bgpgw's, FRR's, the node script's) decide what enters ipsec0.
+start_charon() {
+	setsid -f /usr/lib/ipsec/charon >>"$LOG/charon.out" 2>&1 </dev/null
+	wait_for 150 swanctl --stats ||
+		die "charon does not answer on VICI: $(tail -n 5 "$LOG/charon.out" "$LOG/charon.log" 2>&1)"
+	wait_for 50 ip link show ipsec0 || die "charon created no ipsec0"
+	ip link set ipsec0 up
+	while ip rule show pref 220 | grep -q .; do
+		ip rule del pref 220
+	done
+	log "charon running"
+}
+
+# load_swanctl FILE: load connections and secrets into charon.
+load_swanctl() {
+	out=$(swanctl --load-all --noprompt --file "$1" 2>&1) || die "swanctl --load-all $1: $out"
+	case $out in
+	*"loading connection"*failed* | *"loading shared secret"*failed*) die "swanctl --load-all $1: $out" ;;
+	esac
+}
+
+# start_frr CONF DAEMON...: zebra and the given FRR daemons with the
+# default pathspace (/var/run/frr is private to the node), each reading
+# CONF; returns when all answer vtysh.
+start_frr() {
+	conf=$1
+	shift
+	install -d -o frr -g frr -m 0755 /var/run/frr "$STATE/frr" "$LOG/frr"
+	install -o frr -g frr -m 0640 "$conf" "$STATE/frr/frr.conf"
+	for d in zebra "$@"; do
+		/usr/lib/frr/"$d" -d -P 0 -f "$STATE/frr/frr.conf" --log "file:$LOG/frr/$d.log" \
+			>>"$LOG/frr/start.log" 2>&1 </dev/null || die "FRR $d did not start: $(tail -n 5 "$LOG/frr/start.log")"
+	done
+	want="zebra $*"
+	i=0
+	while :; do
+		up=$(vtysh -c 'show daemons' 2>/dev/null || true)
+		missing=
+		for d in $want; do
+			case " $up " in
+			*" $d "*) ;;
+			*) missing="$missing $d" ;;
+			esac
+		done
+		[ -z "$missing" ] && break
+		i=$((i + 1))
+		[ $i -lt 300 ] || die "FRR daemons not answering:$missing"
+		sleep 0.1
+	done
+	log "FRR running ($want)"
+}

@@ -1,0 +1,3 @@
+module github.com/strongswan/govici
+
+go 1.24
