@@ -265,11 +265,21 @@ func (a *GoBGP) Reset(ctx context.Context, peer, message string) error {
 
 // Enable implements Speaker.
 func (a *GoBGP) Enable(ctx context.Context, peer string) error {
-	p, err := a.peer(peer)
-	if err != nil {
-		return err
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, ok := a.peers[peer]
+	if !ok {
+		return fmt.Errorf("peer %s: not configured", peer)
 	}
-	if err := a.s.EnablePeer(ctx, &api.EnablePeerRequest{Address: p.Address.String()}); err != nil {
+	// GoBGP holds a re-enabled peer in Idle for a fixed 5 s (holdtimeIdle)
+	// before it connects or accepts a connection; a peer added afresh
+	// starts at once. The peer is down (Shutdown held it), so it is
+	// re-created: the session comes up as soon as the far end answers.
+	if err := a.s.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
+		return fmt.Errorf("peer %s: enable: %w", peer, err)
+	}
+	if err := a.s.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
+		delete(a.peers, peer)
 		return fmt.Errorf("peer %s: enable: %w", peer, err)
 	}
 	return nil
