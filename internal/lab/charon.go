@@ -164,3 +164,36 @@ func (c *Charon) Load(ctx context.Context, swanctlConf string) error {
 func (c *Charon) LogTail(n int) string {
 	return tailFile(filepath.Join(c.dir, "charon.log"), n) + tailFile(filepath.Join(c.dir, "charon.out"), n)
 }
+
+// SwanctlPSK is a swanctl.conf with one route-based IKEv2 connection called
+// name (traffic selectors 0.0.0.0/0 both ways, PSK, identities the
+// addresses), as an on-prem device would load it; startAction is charon's
+// start_action ("none": responder only, "start": initiate at load).
+func SwanctlPSK(name, local, remote, psk, startAction string) string {
+	return fmt.Sprintf(`connections {
+  %[1]s {
+    version = 2
+    local_addrs = %[2]s
+    remote_addrs = %[3]s
+    proposals = aes256gcm16-prfsha384-ecp384
+    dpd_delay = 10s
+    local { auth = psk
+            id = %[2]s }
+    remote { auth = psk
+             id = %[3]s }
+    children {
+      %[1]s {
+        local_ts = 0.0.0.0/0
+        remote_ts = 0.0.0.0/0
+        esp_proposals = aes256gcm16-ecp384
+        start_action = %[5]s
+      }
+    }
+  }
+}
+secrets {
+  ike-%[1]s { id = %[3]s
+           secret = "%[4]s" }
+}
+`, name, local, remote, psk, startAction)
+}

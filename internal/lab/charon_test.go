@@ -2,41 +2,10 @@ package lab
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 )
-
-// swanctlPSK is a swanctl.conf for one route-based PSK tunnel between two
-// lab charons (traffic selectors 0.0.0.0/0 both ways).
-func swanctlPSK(local, remote, psk, start string) string {
-	return fmt.Sprintf(`connections {
-  t {
-    version = 2
-    local_addrs = %[1]s
-    remote_addrs = %[2]s
-    proposals = aes256gcm16-prfsha384-ecp384
-    local { auth = psk
-            id = %[1]s }
-    remote { auth = psk
-             id = %[2]s }
-    children {
-      t {
-        local_ts = 0.0.0.0/0
-        remote_ts = 0.0.0.0/0
-        esp_proposals = aes256gcm16-ecp384
-        start_action = %[4]s
-      }
-    }
-  }
-}
-secrets {
-  ike-t { id = %[2]s
-          secret = "%[3]s" }
-}
-`, local, remote, psk, start)
-}
 
 // TestCharonTunnel checks the lab recipe: two charons with kernel-libipsec
 // in two namespaces bring up a tunnel that carries a ping between inside
@@ -64,10 +33,10 @@ func TestCharonTunnel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cb.Load(ctx, swanctlPSK("203.0.113.2", "203.0.113.1", "lab-secret", "none")); err != nil {
+	if err := cb.Load(ctx, SwanctlPSK("t", "203.0.113.2", "203.0.113.1", "lab-secret", "none")); err != nil {
 		t.Fatal(err)
 	}
-	if err := ca.Load(ctx, swanctlPSK("203.0.113.1", "203.0.113.2", "lab-secret", "start")); err != nil {
+	if err := ca.Load(ctx, SwanctlPSK("t", "203.0.113.1", "203.0.113.2", "lab-secret", "start")); err != nil {
 		t.Fatal(err)
 	}
 	for _, x := range []struct {

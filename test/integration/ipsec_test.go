@@ -53,31 +53,7 @@ func ipsecTunnel(name, local, remote, pskFile, proposal string, n int) string {
 // onpremSwanctl is the on-prem device's tunnel to the gateway: route-based
 // (0.0.0.0/0 both ways), responder only.
 func onpremSwanctl(local, remote, psk string) string {
-	return fmt.Sprintf(`connections {
-  gw {
-    version = 2
-    local_addrs = %[1]s
-    remote_addrs = %[2]s
-    proposals = aes256gcm16-prfsha384-ecp384
-    dpd_delay = 10s
-    local { auth = psk
-            id = %[1]s }
-    remote { auth = psk
-             id = %[2]s }
-    children {
-      gw {
-        local_ts = 0.0.0.0/0
-        remote_ts = 0.0.0.0/0
-        esp_proposals = aes256gcm16-ecp384
-      }
-    }
-  }
-}
-secrets {
-  ike-gw { id = %[2]s
-           secret = "%[3]s" }
-}
-`, local, remote, psk)
+	return lab.SwanctlPSK("gw", local, remote, psk, "none")
 }
 
 // onpremFRR peers with bgpgw over the inside addresses of tunnel n and
