@@ -186,7 +186,15 @@ func (g *gateway) clear(ctx context.Context, fault string) error {
 			// the inside addresses back on the new ipsec0.
 			script += `
 load_swanctl "$NODE_DIR/handbuilt/swanctl.conf"
-ip_batch "$NODE_DIR/handbuilt/ipsec0.batch"`
+ip_batch "$NODE_DIR/handbuilt/ipsec0.batch"
+for c in $(swanctl --list-conns | sed -n 's/^\([^ :]*\): IKEv2.*/\1/p'); do
+	n=0
+	until swanctl --list-sas --ike "$c" 2>/dev/null | grep -q INSTALLED; do
+		n=$((n + 1))
+		[ $n -le 30 ] || die "tunnel $c does not come up"
+		swanctl --initiate --child "$c" --timeout 5 >/dev/null 2>&1 || sleep 0.5
+	done
+done`
 		}
 	case FaultSilent, FaultESPDrop:
 		script = "nft delete table inet bgwfault"

@@ -367,6 +367,14 @@ func (r *runner) saveLogs(fault string) {
 }
 
 func (r *runner) measure(ctx context.Context, g *gateway, fault string, res *Result) error {
+	// A fault on a pair that is not whole (the previous one did not come
+	// back) would measure nothing: say so instead.
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	err := r.waitFull(pctx, r.full)
+	pcancel()
+	if err != nil {
+		return fmt.Errorf("the pair is not in its full state before the fault: %w", err)
+	}
 	gwAddrs, err := r.gatewayAddrs(ctx, g)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -275,11 +276,13 @@ func (a *GoBGP) Enable(ctx context.Context, peer string) error {
 	// before it connects or accepts a connection; a peer added afresh
 	// starts at once. The peer is down (Shutdown held it), so it is
 	// re-created: the session comes up as soon as the far end answers.
-	if err := a.s.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
+	// A peer a failed earlier attempt already deleted is simply added:
+	// the next call retries.
+	if err := a.s.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil &&
+		!strings.Contains(err.Error(), "can't delete a peer") {
 		return fmt.Errorf("peer %s: enable: %w", peer, err)
 	}
 	if err := a.s.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
-		delete(a.peers, peer)
 		return fmt.Errorf("peer %s: enable: %w", peer, err)
 	}
 	return nil

@@ -185,6 +185,9 @@ func (a *GoBGP) applyPolicies(ctx context.Context) error {
 func (a *GoBGP) SetNever(ctx context.Context, never []netip.Prefix) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if slices.Equal(a.global.Never, never) {
+		return nil
+	}
 	prev := a.global.Never
 	a.global.Never = slices.Clone(never)
 	if err := a.applyPolicies(ctx); err != nil {

@@ -240,8 +240,13 @@ func (c *Core) refresh(now time.Time) {
 		case t.resuming && !t.established:
 			t.gate.pause()
 		default:
+			ok := t.ipsecUp && t.established && t.bfdUp && !failing
+			if t.resuming && ok {
+				t.gate.resume(now) // back from a drain: no hold-down
+			} else {
+				t.gate.set(now, ok, h)
+			}
 			t.resuming = false
-			t.gate.set(now, t.ipsecUp && t.established && t.bfdUp && !failing, h)
 		}
 	}
 }

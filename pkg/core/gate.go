@@ -47,6 +47,14 @@ func (g *gate) pause() {
 	g.holdUntil = time.Time{}
 }
 
+// resume opens a paused gate at once: what closed it was bgpgw's own
+// doing, so no hold-down applies, whatever flaps are remembered.
+func (g *gate) resume(now time.Time) {
+	if !g.healthy {
+		g.healthy, g.stableAt, g.holdUntil = true, now, time.Time{}
+	}
+}
+
 func holdDown(flaps int, h config.HoldDown) time.Duration {
 	d := h.Initial
 	for i := 1; i < flaps && d < h.Max; i++ {

@@ -80,6 +80,11 @@ func (d *Daemon) reconfigureBFD(ctx context.Context, cfg *config.Config) error {
 			delete(d.bfdByKey, k)
 			delete(d.bfdPeers, p.name)
 			delete(d.bfdConfigs, k)
+			if p.tunnel {
+				// Nothing reports this session any more: a Down it left
+				// behind must not hold the tunnel.
+				d.core.BFDState(d.now(), p.name, true)
+			}
 		}
 	}
 	for k, c := range want {
@@ -96,7 +101,11 @@ func (d *Daemon) reconfigureBFD(ctx context.Context, cfg *config.Config) error {
 				errs = append(errs, fmt.Errorf("update session of %s: %w", peers[k].name, err))
 				continue
 			}
-			d.bfdByKey[k].name = peers[k].name
+		}
+		if p := d.bfdByKey[k]; p.name != peers[k].name || p.tunnel != peers[k].tunnel {
+			// The same session now protects a renamed peer.
+			delete(d.bfdPeers, p.name)
+			p.name, p.tunnel = peers[k].name, peers[k].tunnel
 		}
 		d.bfdConfigs[k] = c
 		d.bfdPeers[peers[k].name] = k
@@ -106,7 +115,7 @@ func (d *Daemon) reconfigureBFD(ctx context.Context, cfg *config.Config) error {
 
 // runBFD runs manager m until the loop stops. Called with mu held.
 func (d *Daemon) runBFD(m *bfd.Manager) {
-	ctx, g, stop := d.bfdCtx, d.bfdGroup, d.bfdStop
+	ctx, g, stop, started := d.bfdCtx, d.bfdGroup, d.bfdStop, d.started
 	bctx, cancel := context.WithCancel(ctx)
 	g.Go(func() error {
 		select {
@@ -116,18 +125,39 @@ func (d *Daemon) runBFD(m *bfd.Manager) {
 		cancel()
 		return nil
 	})
-	g.Go(func() error { return m.Run(bctx) })
+	g.Go(func() error {
+		err := m.Run(bctx)
+		if err != nil && started {
+			// Started by a reload: BFD failing (its port taken, say) must
+			// not stop the daemon; the sessions stay down and say why.
+			d.log.Error("bfd stopped", "reason", err.Error())
+			return nil
+		}
+		return err
+	})
 	g.Go(func() error {
 		for {
 			select {
 			case <-bctx.Done():
 				return nil
-			case ev := <-m.Events():
+			case ev, ok := <-m.Events():
+				if !ok {
+					return nil
+				}
 				d.mu.Lock()
-				p, ok := d.bfdByKey[ev.Key]
+				p, found := d.bfdByKey[ev.Key]
+				var peer bfdPeer
+				if found {
+					peer = *p // name and tunnel may change on reload
+				}
 				d.mu.Unlock()
-				if ok {
-					d.bfdChange(bctx, p, ev)
+				if found {
+					d.bfdChange(bctx, &peer, ev)
+					d.mu.Lock()
+					if p, ok := d.bfdByKey[ev.Key]; ok {
+						p.wasUp = peer.wasUp
+					}
+					d.mu.Unlock()
 				}
 			}
 		}

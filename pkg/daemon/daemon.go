@@ -87,12 +87,14 @@ type Daemon struct {
 	healthStopCh <-chan struct{}
 	healthDone   <-chan struct{}
 
-	configPath string
-	reloadMu   sync.Mutex // serialises reloads
-	lastReload *api.Reload
-	ipsec      *ipsec.Manager // nil with ipsec.mode none
-	notify     *sdnotify.Notifier
-	metrics    *daemonMetrics // nil with metrics.listen off
+	configPath   string
+	reloadMu     sync.Mutex // serialises reloads
+	lastReload   *api.Reload
+	started      bool           // every component is running: reloads may start
+	peersChanged bool           // a reload re-created sessions: shutDown is stale
+	ipsec        *ipsec.Manager // nil with ipsec.mode none
+	notify       *sdnotify.Notifier
+	metrics      *daemonMetrics // nil with metrics.listen off
 }
 
 // Run runs the daemon until ctx ends, then drains (GRACEFUL_SHUTDOWN for
@@ -204,6 +206,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		abort() // nothing was announced yet: the loop waits for sessions and checks
 		return errors.Join(err, g.Wait())
 	}
+	d.mu.Lock()
+	d.started = true
+	d.mu.Unlock()
 	err = g.Wait()
 	log.Info("bgpgw stopped", "instance", cfg.Instance.Name)
 	return err

@@ -24,8 +24,19 @@ func (d *Daemon) startHealth(ctx context.Context, g *errgroup.Group, stop <-chan
 
 // runHealth starts a runner for checks.
 func (d *Daemon) runHealth(cfgChecks []config.Check) error {
+	r, err := d.newHealthRunner(cfgChecks)
+	if err != nil || r == nil {
+		return err
+	}
+	d.startHealthRunner(r)
+	return nil
+}
+
+// newHealthRunner builds, without starting it, the runner of checks; nil
+// when there are none. It holds no resource until it runs.
+func (d *Daemon) newHealthRunner(cfgChecks []config.Check) (*health.Runner, error) {
 	if len(cfgChecks) == 0 {
-		return nil
+		return nil, nil
 	}
 	checks := make([]health.Check, 0, len(cfgChecks))
 	for _, c := range cfgChecks {
@@ -33,8 +44,12 @@ func (d *Daemon) runHealth(cfgChecks []config.Check) error {
 	}
 	r, err := health.NewRunner(checks, route.NewLinkWatcher(route.LinkOptions{Logger: d.log}), health.RealClock(), d.log)
 	if err != nil {
-		return fmt.Errorf("%w: health: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: health: %w", ErrConfig, err)
 	}
+	return r, nil
+}
+
+func (d *Daemon) startHealthRunner(r *health.Runner) {
 	d.mu.Lock()
 	ctx, g, stop := d.healthCtx, d.healthGroup, d.healthStopCh
 	hctx, cancel := context.WithCancel(ctx)
@@ -57,12 +72,11 @@ func (d *Daemon) runHealth(cfgChecks []config.Check) error {
 		}
 		return nil
 	})
-	return nil
 }
 
-// restartHealth replaces the running checks with cfg's (a reload). The
-// core keeps the state of checks whose meaning did not change.
-func (d *Daemon) restartHealth(cfg *config.Config) error {
+// stopHealth stops the running checks and waits until their last result
+// has been fed to the core.
+func (d *Daemon) stopHealth() {
 	d.mu.Lock()
 	cancel, done := d.healthCancel, d.healthDone
 	d.healthCancel, d.healthDone = nil, nil
@@ -71,14 +85,17 @@ func (d *Daemon) restartHealth(cfg *config.Config) error {
 		cancel()
 		<-done
 	}
+}
+
+// forgetChecks drops the status of checks cfg no longer has.
+func (d *Daemon) forgetChecks(cfg *config.Config) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	for name := range d.checks {
 		if !slices.ContainsFunc(cfg.Health, func(c config.Check) bool { return c.Name == name }) {
 			delete(d.checks, name)
 		}
 	}
-	d.mu.Unlock()
-	return d.runHealth(cfg.Health)
 }
 
 func healthCheck(c config.Check) health.Check {

@@ -135,6 +135,14 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 // longer does.
 func (d *Daemon) holdSessions(ctx context.Context, out core.Output) []string {
 	var errs []string
+	d.mu.Lock()
+	if d.peersChanged {
+		// A reload re-created changed and added sessions enabled, and
+		// removed others: hold down again whatever must be.
+		clear(d.shutDown)
+		d.peersChanged = false
+	}
+	d.mu.Unlock()
 	wantSet := map[string]bool{}
 	reason := "tunnel down"
 	if out.Drain == core.Drained {

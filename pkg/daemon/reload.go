@@ -10,6 +10,7 @@ import (
 
 	"github.com/bgpgw/bgpgw/pkg/api"
 	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/health"
 )
 
 // Reload implements api.Backend: it reads the configuration file into a
@@ -21,6 +22,12 @@ import (
 func (d *Daemon) Reload(ctx context.Context) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	d.mu.Lock()
+	started := d.started
+	d.mu.Unlock()
+	if !started {
+		return errors.New("reload: bgpgw is still starting; try again in a moment")
+	}
 	if d.configPath == "" {
 		return errors.New("reload: bgpgw was started without a configuration file path")
 	}
@@ -33,27 +40,49 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		d.rejectReload(err)
 		return fmt.Errorf("reload rejected, running configuration kept: %w", err)
 	}
+	// What can still refuse the new configuration is built before anything
+	// changes: the health checks (their targets are checked here).
+	healthChanged := !reflect.DeepEqual(cur.Health, next.Health)
+	var runner *health.Runner
+	if healthChanged {
+		if runner, err = d.newHealthRunner(next.Health); err != nil {
+			d.rejectReload(err)
+			return fmt.Errorf("reload rejected, running configuration kept: %w", err)
+		}
+	}
 	for _, w := range next.Warnings {
 		d.log.Warn("configuration", "warning", w)
 	}
 	changes := describeChanges(cur, next)
 	var errs []error
 
+	if healthChanged {
+		d.stopHealth() // no result of an old check counts after the switch
+	}
 	now := d.now()
 	d.mu.Lock()
 	d.cfg = next
 	d.core.Reconfigure(now, next)
 	d.mu.Unlock()
-	// The speaker: the prefixes never accepted follow announce; sessions
-	// are added, removed or recreated only where their settings changed.
-	if !slices.Equal(cur.Announce, next.Announce) {
-		if err := d.speaker.SetNever(ctx, next.Announce); err != nil {
-			errs = append(errs, fmt.Errorf("cloud prefixes in the import policy: %w", err))
+	if healthChanged {
+		d.forgetChecks(next)
+		if runner != nil {
+			d.startHealthRunner(runner)
 		}
+	}
+	// The speaker: the prefixes never accepted follow announce (a no-op
+	// when they did not change, and retried by the next reload if it
+	// failed); sessions are added, removed or recreated only where their
+	// settings changed.
+	if err := d.speaker.SetNever(ctx, next.Announce); err != nil {
+		errs = append(errs, fmt.Errorf("cloud prefixes in the import policy: %w", err))
 	}
 	if err := d.speaker.SetPeers(ctx, peers(next)); err != nil {
 		errs = append(errs, fmt.Errorf("BGP sessions: %w", err))
 	}
+	d.mu.Lock()
+	d.peersChanged = true // after SetPeers: the next pass holds down again
+	d.mu.Unlock()
 	d.mu.Lock()
 	m := d.ipsec
 	d.mu.Unlock()
@@ -62,11 +91,6 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	}
 	if err := d.reconfigureBFD(ctx, next); err != nil {
 		errs = append(errs, fmt.Errorf("BFD: %w", err))
-	}
-	if !reflect.DeepEqual(cur.Health, next.Health) {
-		if err := d.restartHealth(next); err != nil {
-			errs = append(errs, fmt.Errorf("health checks: %w", err))
-		}
 	}
 	d.poke()
 

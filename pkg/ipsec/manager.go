@@ -126,6 +126,20 @@ func newRun(t config.Tunnel) *tunnelRun {
 			Since: time.Now()}}
 }
 
+// sameTunnel reports whether a and b load the same connection into charon
+// and use the same interface: other changes (the BGP session, BFD) leave the
+// SA alone.
+func sameTunnel(mode config.IPsecMode, a, b config.Tunnel) bool {
+	same := a.Name == b.Name && a.LocalAddress == b.LocalAddress && a.RemoteAddress == b.RemoteAddress &&
+		a.PSK.Reveal() == b.PSK.Reveal() && slices.Equal(a.IKEProposals, b.IKEProposals) &&
+		slices.Equal(a.ESPProposals, b.ESPProposals) && a.InsideLocal == b.InsideLocal &&
+		a.IfID == b.IfID && a.Interface == b.Interface
+	if mode == config.IPsecLibipsec { // the accepted prefixes are remote traffic selectors
+		same = same && reflect.DeepEqual(a.Accept, b.Accept)
+	}
+	return same
+}
+
 // SetTunnels changes the configured tunnels (a reload): new ones are
 // loaded and initiated, removed ones terminated and unloaded, changed ones
 // reloaded and initiated again; the others are not touched.
@@ -143,7 +157,7 @@ func (m *Manager) SetTunnels(tunnels []config.Tunnel, announce []netip.Prefix) {
 		switch {
 		case !ok:
 			next = append(next, newRun(t))
-		case !reflect.DeepEqual(old.cfg, t):
+		case !sameTunnel(m.opts.Mode, old.cfg, t):
 			// A changed tunnel is rebuilt; its interface too if that changed.
 			if old.cfg.Interface != t.Interface || old.cfg.IfID != t.IfID || old.cfg.InsideLocal != t.InsideLocal {
 				m.unload = append(m.unload, old.cfg)
@@ -156,6 +170,7 @@ func (m *Manager) SetTunnels(tunnels []config.Tunnel, announce []netip.Prefix) {
 			old.needLoad = true
 			next = append(next, old)
 		default:
+			old.cfg = t // BGP or BFD settings: not charon's business
 			next = append(next, old)
 		}
 	}
@@ -259,6 +274,7 @@ func (m *Manager) connected(ctx context.Context) error {
 		case <-m.kick:
 			m.applyChanges(ctx, c)
 		case <-tick.C:
+			m.applyChanges(ctx, c) // retries failed unloads; nothing to do otherwise
 		}
 	}
 }
@@ -272,16 +288,20 @@ func (m *Manager) applyChanges(ctx context.Context, c *charon) {
 	for _, t := range m.tunnels {
 		if t.needLoad {
 			load = append(load, t)
+			t.needLoad = false // a SetTunnels during the load sets it again
 		}
 	}
 	announce := m.announce
 	m.mu.Unlock()
 	for _, t := range unload {
 		if err := c.unload(ctx, t.Name); err != nil {
-			m.log.Warn("tunnel not unloaded from charon", "tunnel", t.Name, "reason", err.Error())
-		} else {
-			m.log.Info("tunnel unloaded from charon", "tunnel", t.Name)
+			m.log.Warn("tunnel not unloaded from charon: will retry", "tunnel", t.Name, "reason", err.Error())
+			m.mu.Lock()
+			m.unload = append(m.unload, t)
+			m.mu.Unlock()
+			continue
 		}
+		m.log.Info("tunnel unloaded from charon", "tunnel", t.Name)
 		if m.opts.DataPlane != nil && t.Interface != "" {
 			if err := m.opts.DataPlane.Remove(t); err != nil {
 				m.log.Warn("remove tunnel interface", "tunnel", t.Name, "reason", err.Error())
@@ -291,7 +311,7 @@ func (m *Manager) applyChanges(ctx context.Context, c *charon) {
 	for _, t := range load {
 		err := c.load(ctx, m.opts.Mode, announce, t.cfg)
 		m.mu.Lock()
-		t.needLoad, t.loadErr = false, ""
+		t.loadErr = ""
 		if err != nil {
 			t.loadErr = err.Error()
 		}
@@ -362,7 +382,7 @@ func (m *Manager) sync(ctx context.Context, c *charon) error {
 // ensureInterface sets up the tunnel's interface and inside address,
 // logging only changes of its error. Called with mu held.
 func (m *Manager) ensureInterface(t *tunnelRun) {
-	if m.opts.DataPlane == nil {
+	if m.opts.DataPlane == nil || t.needLoad { // not loaded yet: a reload may be replacing it
 		return
 	}
 	msg := ""
@@ -412,7 +432,7 @@ func (m *Manager) initiateDue(ctx context.Context, now time.Time) {
 		// deleted it alone) gets the child initiated on it; an IKE_SA
 		// being set up by the peer is left to finish.
 		childless := t.st.State == StateConnecting && t.st.IKEState == "ESTABLISHED"
-		if (t.st.State != StateDown && !childless) || t.loadErr != "" || t.inFlight || now.Before(t.nextTry) {
+		if (t.st.State != StateDown && !childless) || t.loadErr != "" || t.needLoad || t.inFlight || now.Before(t.nextTry) {
 			continue
 		}
 		t.inFlight = true
@@ -478,8 +498,6 @@ func (m *Manager) lost(err error) {
 // shutdown terminates and unloads the tunnels and removes their interfaces.
 func (m *Manager) shutdown() {
 	m.inits.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
-	defer cancel()
 	if c, err := dial(m.opts.Socket); err != nil {
 		m.log.Warn("tunnels not unloaded from charon", "reason", err.Error())
 	} else {
@@ -493,7 +511,12 @@ func (m *Manager) shutdown() {
 		}
 		m.mu.Unlock()
 		for _, name := range names {
-			if err := c.unload(ctx, name); err != nil {
+			// Each its own budget: a terminate toward a dead peer takes
+			// its full timeout and must not starve the others.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
+			err := c.unload(ctx, name)
+			cancel()
+			if err != nil {
 				m.log.Warn("tunnel not unloaded from charon", "tunnel", name, "reason", err.Error())
 			}
 		}
