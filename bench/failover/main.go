@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -36,15 +37,16 @@ func main() {
 	ci := flag.Bool("ci", false, "exit 1 when a bgpgw result violates a threshold")
 	verbose := flag.Bool("v", false, "log the lab's progress")
 	logDir := flag.String("logs", "", "copy the nodes' daemon logs here after each fault")
+	merge := flag.String("merge", "", "start from this JSON report: its results for the topologies and stacks run again are replaced")
 	flag.Parse()
-	code, err := run(*topologies, *stacks, *faults, *flap, *out, *svgDir, *report, *ci, *verbose, *logDir)
+	code, err := run(*topologies, *stacks, *faults, *flap, *out, *svgDir, *report, *ci, *verbose, *logDir, *merge)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "failover:", err)
 	}
 	os.Exit(code)
 }
 
-func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, report string, ci, verbose bool, logDir string) (int, error) {
+func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, report string, ci, verbose bool, logDir, merge string) (int, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "bgpgw-failover-")
@@ -77,6 +79,18 @@ func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, rep
 				r.Topology, r.Fault, r.Stack, r.Lost(), failover.FormatMs(r.ConvergedMs), r.Recovered, r.Error)
 		}}
 	rep := failover.Report{Machine: machine(), Started: time.Now().UTC()}
+	if merge != "" {
+		prev, err := failover.ReadJSON(merge)
+		if err != nil {
+			return 1, err
+		}
+		rep.Started = prev.Started
+		for _, r := range prev.Results {
+			if !(slices.Contains(split(topologies), r.Topology) && slices.Contains(split(stacks), r.Stack)) {
+				rep.Results = append(rep.Results, r)
+			}
+		}
+	}
 	var errs []string
 	for _, topo := range split(topologies) {
 		for _, stack := range split(stacks) {

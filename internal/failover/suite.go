@@ -242,8 +242,12 @@ func (r *runner) waitFull(ctx context.Context, want map[string][]string) error {
 	wctx, cancel := context.WithTimeout(ctx, r.opts.Recover)
 	defer cancel()
 	if want == nil {
-		// After deploy: wait until the routes stop changing and every
-		// destination has a route, and remember that as the full state.
+		// After deploy: wait until every gateway carries (all its sessions
+		// up), then until the routes stop changing, and remember that as
+		// the full state.
+		if err := lab.Poll(wctx, 500*time.Millisecond, func() (bool, error) { return r.gatewaysUp(wctx) }); err != nil {
+			return fmt.Errorf("gateways not up: %w", err)
+		}
 		var last map[string][]string
 		stable := 0
 		err := lab.Poll(wctx, 500*time.Millisecond, func() (bool, error) {
@@ -286,6 +290,69 @@ func (r *runner) waitFull(ctx context.Context, want map[string][]string) error {
 		return fmt.Errorf("%w (want %v, last %v)", err, want, last)
 	}
 	return nil
+}
+
+// gatewaysUp reports whether every gateway instance of the topology has
+// all its BGP sessions established (and, with bgpgw, carries on every
+// tunnel).
+func (r *runner) gatewaysUp(ctx context.Context) (bool, error) {
+	for _, n := range r.d.Nodes() {
+		if !strings.HasPrefix(n.Name, "gw") {
+			continue
+		}
+		g := r.gateway(n)
+		if r.stack == StackBgpgw {
+			out, err := g.sh(ctx, bgpgwCmd+`status --json --config "$NODE_DIR/bgpgw.yaml"`)
+			if err != nil {
+				return false, err
+			}
+			var st struct {
+				Tunnels []struct {
+					Carrying bool `json:"carrying"`
+				} `json:"tunnels"`
+				Peers []struct {
+					State string `json:"state"`
+				} `json:"peers"`
+			}
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				return false, fmt.Errorf("%s: status: %w", n.Name, err)
+			}
+			for _, t := range st.Tunnels {
+				if !t.Carrying {
+					return false, nil
+				}
+			}
+			for _, p := range st.Peers {
+				if p.State != "established" {
+					return false, nil
+				}
+			}
+			continue
+		}
+		out, err := n.Exec(ctx, "vtysh", "-c", "show bgp summary json")
+		if err != nil {
+			return false, err
+		}
+		var sum struct {
+			IPv4 struct {
+				Peers map[string]struct {
+					State string `json:"state"`
+				} `json:"peers"`
+			} `json:"ipv4Unicast"`
+		}
+		if err := json.Unmarshal([]byte(out), &sum); err != nil {
+			return false, fmt.Errorf("%s: show bgp summary: %w", n.Name, err)
+		}
+		if len(sum.IPv4.Peers) == 0 {
+			return false, nil
+		}
+		for _, p := range sum.IPv4.Peers {
+			if p.State != "Established" {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
 }
 
 func equalHops(a, b map[string][]string) bool {
