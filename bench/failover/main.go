@@ -115,6 +115,7 @@ func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, rep
 		}
 	}
 	rep.Goals = failover.Goals(rep.Results)
+	rep.Notes = labNotes
 	if err := failover.WriteJSON(out, rep); err != nil {
 		return 1, err
 	}
@@ -147,6 +148,15 @@ func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, rep
 		return 1, fmt.Errorf("%d violation(s):\n  %s", len(fails), strings.Join(fails, "\n  "))
 	}
 	return 0, nil
+}
+
+// labNotes are the limits of the namespace lab that the figures carry.
+var labNotes = []string{
+	"The tunnels run charon's userspace ESP (kernel-libipsec): this VM has no kernel ESP. libipsec picks an SA by the packet's addresses, not by route. In VNet-to-VNet each gateway has two tunnels whose selectors differ only in the inside /30, so data between the VNets takes one fixed tunnel whatever BGP chose; when that tunnel's far end fails, traffic stays blackholed until IKE gives up (~4 s). The same happens to both stacks: it is the lab's data plane, not the routing decision (with kernel ESP and XFRM interfaces, routes pick the tunnel).",
+	"Converged is measured by polling every router's `show ip route ... json` through vtysh; one round takes 100-200 ms here, which bounds its resolution.",
+	"Outage is the longest run of lost datagrams in a flow (1 ms apart); the SVG timelines place them by sequence number, approximate when the sender fell behind (noted on the timeline).",
+	"BFD: the committed topologies run 100 ms x 3 on every session, as the hand-built reference of LAB-FACTS does. The two-onprem, active-standby and vnet-to-vnet bgpgw rows of the committed report were measured with bgpgw's sessions at 50 ms x 3 (routers offering 50 ms; hand-built gateways at 100 ms); at 50 ms a CPU burst on this 2-vCPU VM once delayed BFD through the userspace ESP path past 150 ms during a drain and took the surviving gateway's session down, so 100 ms is what CI and make demo use. The active-active bgpgw rows are at 100 ms.",
+	"The fault time is taken before the command that causes it runs in the node (nsenter, ~10-20 ms here), so outages include that.",
 }
 
 func hasResult(res []failover.Result, fault string) bool {

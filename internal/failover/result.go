@@ -52,6 +52,8 @@ type Report struct {
 	Started time.Time `json:"started"`
 	Results []Result  `json:"results"`
 	Goals   []Goal    `json:"goals"` // Goals(Results), filled by the caller
+	// Notes explain the run (known limits of the lab), rendered as given.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Result is one fault on one stack in one topology. Times are Unix

@@ -563,7 +563,8 @@ func (r *runner) staleRoutes(ctx context.Context, g *gateway) (int, error) {
 	}
 	n := 0
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && !known[strings.TrimSuffix(f[0], "/32")] {
+		// ECMP routes continue on "nexthop via ..." lines.
+		if f := strings.Fields(line); len(f) > 0 && f[0] != "nexthop" && !known[strings.TrimSuffix(f[0], "/32")] {
 			n++
 		}
 	}
