@@ -22,7 +22,6 @@ type gateway struct {
 	stack   string
 	uplink  string // cloud-side interface
 	flapFor time.Duration
-	logf    func(string, ...any)
 }
 
 // sh runs a shell script in the gateway node; lib.sh's helpers are

@@ -41,18 +41,17 @@ var Specs = map[string]Spec{
 
 // Options configure a suite run.
 type Options struct {
-	Dir       string // test/containerlab
-	BgpgwBin  string
-	ProbeBin  string
-	Flows     int           // per direction
-	Interval  time.Duration // between datagrams of a flow
-	Before    time.Duration // traffic before the fault
-	After     time.Duration // traffic after the fault (or after a long fault ends)
-	FlapFor   time.Duration // how long the tunnel flaps
-	Recover   time.Duration // how long the pair may take to come back
-	Logf      func(string, ...any)
-	OnResult  func(Result) // called after every result
-	KeepGoing bool         // go on after a topology fails to deploy
+	Dir      string // test/containerlab
+	BgpgwBin string
+	ProbeBin string
+	Flows    int           // per direction
+	Interval time.Duration // between datagrams of a flow
+	Before   time.Duration // traffic before the fault
+	After    time.Duration // traffic after the fault (or after a long fault ends)
+	FlapFor  time.Duration // how long the tunnel flaps
+	Recover  time.Duration // how long the pair may take to come back
+	Logf     func(string, ...any)
+	OnResult func(Result) // called after every result
 	// LogDir, when set, receives every node's daemon logs after each fault
 	// (LogDir/TOPOLOGY-STACK-FAULT/NODE-FILE).
 	LogDir string
@@ -152,7 +151,7 @@ func (r *runner) resolve(ctx context.Context) error {
 
 func (r *runner) gateway(n *clab.Node) *gateway {
 	return &gateway{node: n, dir: r.topology + "/" + n.Name, stack: r.stack, uplink: r.spec.Uplink,
-		flapFor: r.opts.FlapFor, logf: r.logf}
+		flapFor: r.opts.FlapFor}
 }
 
 // hostAddr is the first address of a host node's ip.batch.

@@ -107,7 +107,6 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 	prev := d.out
 	d.out = out
 	d.mu.Unlock()
-	d.logChanges(prev, out)
 
 	err := d.speaker.SetAnnouncements(ctx, out.Announcements)
 	d.metrics.announced(since, d.now(), out.Announcements, err)
@@ -121,6 +120,8 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 		d.log.Error("install kernel routes", "err", err)
 		errs = append(errs, err.Error())
 	}
+	// Logged once the withdrawals and routes are applied: off their path.
+	d.logChanges(prev, out)
 	d.mu.Lock()
 	if !slices.EqualFunc(installed, d.installed, routeEqual) {
 		d.log.Info("kernel routes changed", "count", len(installed))

@@ -166,30 +166,14 @@ func restartOnly(cur, next *config.Config) error {
 // describeChanges lists what a reload changes, for the log and status.
 func describeChanges(cur, next *config.Config) []string {
 	var out []string
-	type named struct {
-		kind string
-		cfg  map[string]any
-	}
 	tunnels := func(c *config.Config) map[string]any {
-		m := map[string]any{}
-		for _, t := range c.Tunnels {
-			m[t.Name] = t
-		}
-		return m
+		return byName(c.Tunnels, func(t config.Tunnel) string { return t.Name })
 	}
 	peersOf := func(c *config.Config) map[string]any {
-		m := map[string]any{}
-		for _, p := range c.CloudPeers {
-			m[p.Name] = p
-		}
-		return m
+		return byName(c.CloudPeers, func(p config.CloudPeer) string { return p.Name })
 	}
 	checks := func(c *config.Config) map[string]any {
-		m := map[string]any{}
-		for _, ch := range c.Health {
-			m[ch.Name] = ch
-		}
-		return m
+		return byName(c.Health, func(ch config.Check) string { return ch.Name })
 	}
 	for _, k := range []struct {
 		kind     string
@@ -234,6 +218,14 @@ func describeChanges(cur, next *config.Config) []string {
 		out = []string{"nothing changed"}
 	}
 	return out
+}
+
+func byName[T any](items []T, name func(T) string) map[string]any {
+	m := make(map[string]any, len(items))
+	for _, it := range items {
+		m[name(it)] = it
+	}
+	return m
 }
 
 func sortedNames(a, b map[string]any) []string {
