@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
@@ -14,10 +16,18 @@ import (
 // SetAnnouncements implements Speaker.
 //
 // The order of the steps is what keeps every peer correct at every moment:
-// a prefix joins a peer's export set before its path is added (so the first
-// UPDATE already reaches it), and a path no peer wants is deleted before it
-// leaves the export sets (GoBGP runs withdrawals through the export policy,
-// so the other order would leave the prefix stale on the peer).
+//  1. a peer that loses everything has its gate closed and one soft reset
+//     out, before anything else: the quickest withdrawal GoBGP has. Its
+//     gate stays closed, and its export set as it was, until it is wanted
+//     again (park.go);
+//  2. a prefix joins a peer's export set, and a closed gate opens, before
+//     its path is added (so the first UPDATE already reaches the peer);
+//  3. a path that a peer keeping other prefixes had is deleted before it
+//     leaves that peer's export set (GoBGP runs withdrawals through the
+//     export policy, so the other order would leave it stale on the peer);
+//     a path only emptied peers had is parked instead;
+//  4. the export sets shrink, and peers whose set changed for paths that
+//     stay get a soft reset out.
 func (a *GoBGP) SetAnnouncements(ctx context.Context, desired map[string][]Announcement) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -32,12 +42,39 @@ func (a *GoBGP) SetAnnouncements(ctx context.Context, desired map[string][]Annou
 	for _, c := range conflicts {
 		errs = append(errs, fmt.Errorf("announce %s: peers %s and %s want different attributes; one path per prefix", c.prefix, c.peers[0], c.peers[1]))
 	}
-	p := diff(a.rib, want)
+	wanted := wantedPeers(desired, conflicts)
+	emptied := emptiedPeers(a.holding, wanted)
+	errs = append(errs, a.closeGates(ctx, emptied)...)
 
+	p := diff(a.rib, want)
+	if !slices.Equal(p.emptied, emptied) {
+		// Cannot happen: both are the peers that held something and get
+		// nothing. Should it, a soft reset of each puts them right.
+		errs = append(errs, fmt.Errorf("internal error: peers losing everything: %v by count, %v by prefix", emptied, p.emptied))
+		p.refresh = union(p.refresh, emptied, p.emptied)
+	}
+	reopen := a.reopening(wanted)
+	for _, peer := range reopen {
+		stale, add := splitStale(a.gateClosed[peer], p.listAdd[peer])
+		p.listAdd[peer] = add
+		if err := a.editOutSet(ctx, peer, stale, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, peer := range sortedKeys(p.listAdd) {
 		if err := a.editOutSet(ctx, peer, p.listAdd[peer], true); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	for _, peer := range reopen {
+		if err := a.setGate(ctx, peer, true); err != nil {
+			errs = append(errs, err)
+		}
+		delete(a.gateClosed, peer)
+	}
+	if len(reopen) > 0 {
+		// Paths the peer gets back unchanged go out with a soft reset.
+		p.refresh = union(p.refresh, reopen)
 	}
 	if len(p.upserts) > 0 {
 		paths := make([]*apiutil.Path, 0, len(p.upserts))
@@ -48,35 +85,72 @@ func (a *GoBGP) SetAnnouncements(ctx context.Context, desired map[string][]Annou
 			errs = append(errs, fmt.Errorf("announce %d prefixes: %w", len(paths), err))
 		}
 	}
-	if len(p.deletes) > 0 {
-		paths := make([]*apiutil.Path, 0, len(p.deletes))
-		for _, pfx := range p.deletes {
-			paths = append(paths, a.path(a.rib[pfx].ann))
-		}
-		if err := a.s.DeletePath(apiutil.DeletePathRequest{Paths: paths}); err != nil {
-			errs = append(errs, fmt.Errorf("withdraw %d prefixes: %w", len(paths), err))
+	park, del := splitDeletes(a.rib, p, time.Now())
+	if len(del) > 0 {
+		if err := a.deletePaths(del); err != nil {
+			errs = append(errs, fmt.Errorf("withdraw %d prefixes: %w", len(del), err))
 		}
 	}
 	for _, peer := range sortedKeys(p.listDel) {
+		if _, closed := a.gateClosed[peer]; closed {
+			a.gateClosed[peer] = append(a.gateClosed[peer], p.listDel[peer]...)
+			continue // left in the set behind the closed gate
+		}
 		if err := a.editOutSet(ctx, peer, p.listDel[peer], false); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, peer := range p.refresh {
-		cfg, ok := a.peers[peer]
-		if !ok {
-			continue
-		}
-		err := a.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: cfg.Address.String(), Soft: true, Direction: api.ResetPeerRequest_DIRECTION_OUT})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("peer %s: refresh announcements: %w", peer, err))
+		if err := a.refreshOut(ctx, peer); err != nil {
+			errs = append(errs, err)
 		}
 	}
+	for pfx, e := range park {
+		want[pfx] = e
+	}
 	a.rib = want
-	if len(p.upserts)+len(p.deletes)+len(p.refresh) > 0 {
+	a.holding = wanted
+	if len(park) > 0 {
+		a.scheduleSweep()
+	}
+	if len(p.upserts)+len(del)+len(p.refresh)+len(emptied) > 0 {
 		a.signal()
 	}
 	return errors.Join(errs...)
+}
+
+// refreshOut makes GoBGP re-run the export policy for one peer (soft reset
+// out): what the policy now rejects is withdrawn, what it accepts is sent.
+func (a *GoBGP) refreshOut(ctx context.Context, peer string) error {
+	cfg, ok := a.peers[peer]
+	if !ok {
+		return nil
+	}
+	err := a.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: cfg.Address.String(), Soft: true, Direction: api.ResetPeerRequest_DIRECTION_OUT})
+	if err != nil {
+		return fmt.Errorf("peer %s: refresh announcements: %w", peer, err)
+	}
+	return nil
+}
+
+// setGate adds the peer's address to its gate set (open) or takes it out
+// (closed: the export policy rejects everything for the peer).
+func (a *GoBGP) setGate(ctx context.Context, peer string, open bool) error {
+	cfg, ok := a.peers[peer]
+	if !ok {
+		return nil
+	}
+	set := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: gateSet(peer), List: []string{hostPrefix(cfg.Address)}}
+	var err error
+	if open {
+		err = a.s.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: set})
+	} else {
+		err = a.s.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: set})
+	}
+	if err != nil {
+		return fmt.Errorf("peer %s: export gate: %w", peer, err)
+	}
+	return nil
 }
 
 func (a *GoBGP) editOutSet(ctx context.Context, peer string, prefixes []netip.Prefix, add bool) error {

@@ -3,6 +3,7 @@ package bgp
 import (
 	"net/netip"
 	"slices"
+	"time"
 )
 
 // ribEntry is one locally originated path: the attributes are the same for
@@ -10,14 +11,18 @@ import (
 type ribEntry struct {
 	ann   Announcement
 	peers map[string]bool
+	// parked is when the path was withdrawn from its last peer and kept
+	// in the RIB (see park.go); zero while some peer has it.
+	parked time.Time
 }
 
 // plan is the work that moves the speaker from one desired state to the next.
 type plan struct {
 	// upserts are paths to add or replace in the RIB (new prefixes or new attributes).
 	upserts []Announcement
-	// deletes are prefixes no peer wants any more: delete the path first,
-	// while the export sets still let the withdrawal out, then unlist them.
+	// deletes are prefixes no peer wants any more (parked paths included):
+	// SetAnnouncements parks them or deletes the path first, while the
+	// export sets still let the withdrawal out, then unlists them.
 	deletes []netip.Prefix
 	// listAdd and listDel change each peer's export set.
 	listAdd map[string][]netip.Prefix
@@ -25,6 +30,13 @@ type plan struct {
 	// refresh are peers whose export set changed for prefixes that stay in
 	// the RIB: they need a soft reset out to get the difference on the wire.
 	refresh []string
+	// emptied are peers that lose every prefix they had (a failed tunnel, a
+	// failing instance check, the end of a drain). Their export set is
+	// emptied and one soft reset out withdraws everything in a single
+	// pass, before any path is deleted: GoBGP's DeletePath costs ~10 us
+	// per path and peer, too slow for a failover at 10,000 prefixes. They
+	// are not in refresh.
+	emptied []string
 }
 
 // conflict is an announcement whose attributes differ between peers.
@@ -57,17 +69,48 @@ func buildRIB(desired map[string][]Announcement) (map[netip.Prefix]*ribEntry, []
 	return rib, conflicts
 }
 
+// wantedPeers are the peers that get at least one prefix from buildRIB:
+// those with announcements that did not all lose a conflict. It costs
+// O(peers + conflicts), not O(prefixes): a withdrawal starts from it.
+func wantedPeers(desired map[string][]Announcement, conflicts []conflict) map[string]bool {
+	lost := map[string]int{}
+	for _, c := range conflicts {
+		lost[c.peers[1]]++
+	}
+	out := map[string]bool{}
+	for peer, anns := range desired {
+		if len(anns) > lost[peer] {
+			out[peer] = true
+		}
+	}
+	return out
+}
+
+// emptiedPeers are the peers that held a prefix and get none now.
+func emptiedPeers(holding, wanted map[string]bool) []string {
+	var out []string
+	for _, peer := range sortedKeys(holding) {
+		if !wanted[peer] {
+			out = append(out, peer)
+		}
+	}
+	return out
+}
+
 // diff computes the plan from the current to the desired RIB.
 func diff(cur, want map[netip.Prefix]*ribEntry) plan {
 	p := plan{listAdd: map[string][]netip.Prefix{}, listDel: map[string][]netip.Prefix{}}
 	refresh := map[string]bool{}
-	for _, pfx := range sortedPrefixes(want) {
-		w := want[pfx]
+	wants := map[string]bool{} // peers left with at least one prefix
+	// Map order: the plan's lists are sets (GoBGP takes them in any order),
+	// and sorting 10,000 prefixes would cost milliseconds of a withdrawal.
+	for pfx, w := range want {
 		c, had := cur[pfx]
 		if !had || !c.ann.Equal(w.ann) {
 			p.upserts = append(p.upserts, w.ann)
 		}
-		for _, peer := range sortedKeys(w.peers) {
+		for peer := range w.peers {
+			wants[peer] = true
 			if had && c.peers[peer] {
 				continue
 			}
@@ -77,7 +120,7 @@ func diff(cur, want map[netip.Prefix]*ribEntry) plan {
 			}
 		}
 		if had {
-			for _, peer := range sortedKeys(c.peers) {
+			for peer := range c.peers {
 				if !w.peers[peer] {
 					p.listDel[peer] = append(p.listDel[peer], pfx)
 					refresh[peer] = true
@@ -85,13 +128,19 @@ func diff(cur, want map[netip.Prefix]*ribEntry) plan {
 			}
 		}
 	}
-	for _, pfx := range sortedPrefixes(cur) {
+	for pfx, c := range cur {
 		if _, keep := want[pfx]; keep {
 			continue
 		}
 		p.deletes = append(p.deletes, pfx)
-		for _, peer := range sortedKeys(cur[pfx].peers) {
+		for peer := range c.peers {
 			p.listDel[peer] = append(p.listDel[peer], pfx)
+		}
+	}
+	for _, peer := range sortedKeys(p.listDel) {
+		if !wants[peer] {
+			p.emptied = append(p.emptied, peer)
+			delete(refresh, peer)
 		}
 	}
 	p.refresh = sortedKeys(refresh)
@@ -104,15 +153,6 @@ func sortedKeys[V any](m map[string]V) []string {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	return keys
-}
-
-func sortedPrefixes[V any](m map[netip.Prefix]V) []netip.Prefix {
-	keys := make([]netip.Prefix, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, comparePrefix)
 	return keys
 }
 

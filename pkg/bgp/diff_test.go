@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -25,13 +26,24 @@ func TestDiffNewPrefixJoinsSetsBeforeUpsert(t *testing.T) {
 }
 
 func TestDiffWithdrawFromOnePeerRefreshesIt(t *testing.T) {
-	cur, _ := buildRIB(map[string][]Announcement{"t1": {{Prefix: pA}}, "t2": {{Prefix: pA}}})
-	want, _ := buildRIB(map[string][]Announcement{"t2": {{Prefix: pA}}})
+	cur, _ := buildRIB(map[string][]Announcement{"t1": {{Prefix: pA}, {Prefix: pB}}, "t2": {{Prefix: pA}}})
+	want, _ := buildRIB(map[string][]Announcement{"t1": {{Prefix: pB}}, "t2": {{Prefix: pA}}})
 	p := diff(cur, want)
 	assert.Empty(t, p.upserts)
 	assert.Empty(t, p.deletes, "t2 still wants the path")
 	assert.Equal(t, map[string][]netip.Prefix{"t1": {pA}}, p.listDel)
 	assert.Equal(t, []string{"t1"}, p.refresh)
+	assert.Empty(t, p.emptied, "t1 keeps B")
+}
+
+func TestDiffPeerLosingEverythingIsEmptied(t *testing.T) {
+	cur, _ := buildRIB(map[string][]Announcement{"t1": {{Prefix: pA}, {Prefix: pB}}, "t2": {{Prefix: pA}, {Prefix: pB}}})
+	want, _ := buildRIB(map[string][]Announcement{"t2": {{Prefix: pA}, {Prefix: pB}}})
+	p := diff(cur, want)
+	assert.Empty(t, p.deletes, "t2 still wants both paths")
+	assert.Equal(t, []string{"t1"}, p.emptied)
+	assert.Empty(t, p.refresh, "an emptied peer is withdrawn from by its gate, not refreshed again")
+	assert.ElementsMatch(t, []netip.Prefix{pA, pB}, p.listDel["t1"])
 }
 
 func TestDiffWithdrawFromAllDeletesPath(t *testing.T) {
@@ -40,7 +52,31 @@ func TestDiffWithdrawFromAllDeletesPath(t *testing.T) {
 	p := diff(cur, want)
 	assert.Equal(t, []netip.Prefix{pA}, p.deletes)
 	assert.Equal(t, map[string][]netip.Prefix{"t1": {pA}, "t2": {pA}}, p.listDel)
-	assert.Empty(t, p.refresh, "the DeletePath withdrawal reaches every peer")
+	assert.Equal(t, []string{"t2"}, p.emptied)
+	assert.Empty(t, p.refresh, "the DeletePath withdrawal reaches t1, t2's gate withdraws from t2")
+}
+
+func TestDiffParkedPaths(t *testing.T) {
+	parked := func(a Announcement) *ribEntry {
+		return &ribEntry{ann: a, peers: map[string]bool{}, parked: time.Now()}
+	}
+	gshut := Announcement{Prefix: pB, Communities: []uint32{CommunityGracefulShutdown}}
+	cur := map[netip.Prefix]*ribEntry{pA: parked(Announcement{Prefix: pA}), pB: parked(gshut)}
+
+	p := diff(cur, map[netip.Prefix]*ribEntry{})
+	assert.ElementsMatch(t, []netip.Prefix{pA, pB}, p.deletes)
+	assert.Empty(t, p.listDel)
+	assert.Empty(t, p.emptied)
+	park, del := splitDeletes(cur, p, time.Now().Add(time.Hour))
+	assert.Empty(t, del, "parked paths are left to the sweeper")
+	assert.Equal(t, cur, park, "and keep the time they were parked")
+
+	want, _ := buildRIB(map[string][]Announcement{"t1": {{Prefix: pA}, {Prefix: pB}}})
+	p = diff(cur, want)
+	assert.Equal(t, []Announcement{{Prefix: pB}}, p.upserts, "B comes back with other attributes: a new path")
+	assert.ElementsMatch(t, []netip.Prefix{pA, pB}, p.listAdd["t1"])
+	assert.Equal(t, []string{"t1"}, p.refresh, "A's parked path is unchanged: listed again and refreshed")
+	assert.Empty(t, p.deletes)
 }
 
 func TestDiffAttributeChangeIsOneUpsert(t *testing.T) {
@@ -54,6 +90,18 @@ func TestDiffAttributeChangeIsOneUpsert(t *testing.T) {
 	assert.Empty(t, p.refresh)
 }
 
+func TestWantedPeersCountsLostConflicts(t *testing.T) {
+	desired := map[string][]Announcement{
+		"t1": {{Prefix: pA}},
+		"t2": {{Prefix: pA, MED: 5, HasMED: true}},               // loses its only prefix to t1
+		"t3": {{Prefix: pA, MED: 5, HasMED: true}, {Prefix: pB}}, // keeps B
+		"t4": {},
+	}
+	_, conflicts := buildRIB(desired)
+	assert.Equal(t, map[string]bool{"t1": true, "t3": true}, wantedPeers(desired, conflicts))
+	assert.Equal(t, []string{"t2", "t4"}, emptiedPeers(map[string]bool{"t1": true, "t2": true, "t4": true}, wantedPeers(desired, conflicts)))
+}
+
 func TestConflictingAttributesReported(t *testing.T) {
 	_, conflicts := buildRIB(map[string][]Announcement{"t1": {{Prefix: pA}}, "t2": {{Prefix: pA, MED: 5, HasMED: true}}})
 	require.Len(t, conflicts, 1)
@@ -61,13 +109,14 @@ func TestConflictingAttributesReported(t *testing.T) {
 }
 
 // TestDiffConverges applies random desired states in sequence and checks
-// that applying each plan to a model of the speaker reaches exactly the
-// desired state, and that a second diff is empty.
+// that applying each plan to a model of the speaker (parking included)
+// reaches exactly the desired state, and that a second diff is empty.
 func TestDiffConverges(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	peers := []string{"t1", "t2", "rr"}
 	prefixes := []netip.Prefix{pA, pB, netip.MustParsePrefix("10.30.0.0/16"), netip.MustParsePrefix("2001:db8::/32")}
 	cur := map[netip.Prefix]*ribEntry{}
+	parked, deleted := 0, 0
 	for step := 0; step < 500; step++ {
 		attrs := Announcement{Prepend: rng.IntN(2)}
 		desired := map[string][]Announcement{}
@@ -83,16 +132,34 @@ func TestDiffConverges(t *testing.T) {
 		want, conflicts := buildRIB(desired)
 		require.Empty(t, conflicts)
 		p := diff(cur, want)
+		holding := map[string]bool{}
+		for _, e := range cur {
+			for peer := range e.peers {
+				holding[peer] = true
+			}
+		}
+		require.Equal(t, p.emptied, emptiedPeers(holding, wantedPeers(desired, conflicts)), "step %d: emptied by count", step)
 		next := apply(cur, p)
+		// As SetAnnouncements does: some deleted paths are parked, not deleted.
+		park, del := splitDeletes(cur, p, time.Now())
+		for pfx, e := range park {
+			next[pfx] = e
+		}
+		parked += len(park)
+		deleted += len(del)
 		require.Equal(t, model(want), model(next), "step %d", step)
 		again := diff(next, want)
 		require.Empty(t, again.upserts, "step %d", step)
-		require.Empty(t, again.deletes, "step %d", step)
+		for _, pfx := range again.deletes {
+			require.False(t, next[pfx].parked.IsZero(), "step %d: only parked paths stay unwanted", step)
+		}
 		require.Empty(t, again.listAdd, "step %d", step)
 		require.Empty(t, again.listDel, "step %d", step)
 		require.Empty(t, again.refresh, "step %d", step)
-		cur = want
+		cur = next
 	}
+	assert.Positive(t, parked, "some paths were parked")
+	assert.Positive(t, deleted, "some paths were deleted at once")
 }
 
 // apply models the speaker: the RIB paths and each peer's export set.
@@ -103,7 +170,7 @@ func apply(cur map[netip.Prefix]*ribEntry, p plan) map[netip.Prefix]*ribEntry {
 		for peer := range e.peers {
 			peers[peer] = true
 		}
-		out[pfx] = &ribEntry{ann: e.ann, peers: peers}
+		out[pfx] = &ribEntry{ann: e.ann, peers: peers, parked: e.parked}
 	}
 	for peer, l := range p.listAdd {
 		for _, pfx := range l {

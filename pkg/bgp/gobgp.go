@@ -27,8 +27,17 @@ type GoBGP struct {
 
 	mu      sync.Mutex
 	peers   map[string]PeerConfig
-	rib     map[netip.Prefix]*ribEntry // what has been applied
-	changed chan struct{}
+	rib     map[netip.Prefix]*ribEntry // what has been applied, parked paths included
+	holding map[string]bool            // peers with at least one prefix in rib
+	// gateClosed are the peers whose gate is closed (park.go), with what
+	// is left in their export sets behind it.
+	gateClosed map[string][]netip.Prefix
+	changed    chan struct{}
+	// The sweeper of parked paths (park.go).
+	parkFor    time.Duration
+	sweepTimer *time.Timer
+	sweeping   bool
+	closed     bool
 }
 
 var _ Speaker = (*GoBGP)(nil)
@@ -80,9 +89,11 @@ func NewGoBGP(ctx context.Context, g Global, log *slog.Logger) (*GoBGP, error) {
 	wctx, cancel := context.WithCancel(context.Background())
 	a := &GoBGP{
 		log: log, s: s, global: g, cancel: cancel,
-		peers:   map[string]PeerConfig{},
-		rib:     map[netip.Prefix]*ribEntry{},
-		changed: make(chan struct{}, 1),
+		peers:      map[string]PeerConfig{},
+		rib:        map[netip.Prefix]*ribEntry{},
+		gateClosed: map[string][]netip.Prefix{},
+		changed:    make(chan struct{}, 1),
+		parkFor:    defaultParkFor,
 	}
 	if err := a.applyPolicies(ctx); err != nil {
 		a.Close()
@@ -111,6 +122,12 @@ func (a *GoBGP) Changed() <-chan struct{} { return a.changed }
 
 // Close implements Speaker.
 func (a *GoBGP) Close() {
+	a.mu.Lock()
+	a.closed = true
+	if a.sweepTimer != nil {
+		a.sweepTimer.Stop()
+	}
+	a.mu.Unlock()
 	a.cancel()
 	a.s.Stop()
 }

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -122,4 +125,112 @@ func TestPerPeerAnnouncementsWithRealPeers(t *testing.T) {
 	}
 	// Unknown peers are an error, and change nothing else.
 	assert.ErrorContains(t, a.SetAnnouncements(ctx, map[string][]Announcement{"nope": {{Prefix: pA}}}), "announce to nope: no such peer")
+}
+
+// localPaths lists the prefixes of the local paths in GoBGP's RIB.
+func localPaths(t *testing.T, a *GoBGP) []netip.Prefix {
+	t.Helper()
+	var out []netip.Prefix
+	err := a.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: bgp.RF_IPv4_UC},
+		func(nlri bgp.NLRI, paths []*apiutil.Path) {
+			pfx, ok := nlriPrefix(nlri)
+			if !ok {
+				return
+			}
+			for _, p := range paths {
+				if !p.PeerAddress.IsValid() {
+					out = append(out, pfx)
+				}
+			}
+		})
+	require.NoError(t, err)
+	return sortedUnique(out)
+}
+
+// TestEmptiedPeersAndParkedPaths covers the fast withdrawal: a peer losing
+// everything is withdrawn from by closing its gate, its gate opens again,
+// paths nobody wants are parked, reused, and swept.
+func TestEmptiedPeersAndParkedPaths(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	ctx := context.Background()
+	port := freePort(t)
+	a, err := NewGoBGP(ctx, Global{ASN: 65515, RouterID: netip.MustParseAddr("192.0.2.1"), ListenPort: port,
+		ListenAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer a.Close()
+	a.mu.Lock()
+	a.parkFor = 3 * time.Second
+	a.mu.Unlock()
+	b := startPeer(t, "127.0.0.2", 65010, port, "127.0.0.1")
+	c := startPeer(t, "127.0.0.3", 65020, port, "127.0.0.1")
+	peer := func(name string, p *bgptest.Peer, asn uint32) PeerConfig {
+		return PeerConfig{Name: name, Kind: KindTunnel, Address: p.Addr, LocalAddress: netip.MustParseAddr("127.0.0.1"),
+			Port: port, PeerASN: asn, MaxPrefixes: 100, HoldTime: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: time.Second}
+	}
+	require.NoError(t, a.SetPeers(ctx, []PeerConfig{peer("b", b, 65010), peer("c", c, 65020)}))
+	waitFor(t, "both sessions established", func() bool {
+		st, err := a.Status(ctx)
+		return err == nil && len(st) == 2 && st[0].State == StateEstablished && st[1].State == StateEstablished
+	})
+	has := func(p *bgptest.Peer, want ...netip.Prefix) func() bool {
+		return func() bool {
+			got := routes(t, p)
+			return len(got) == len(want) && !slices.ContainsFunc(want, func(w netip.Prefix) bool { _, ok := got[w]; return !ok })
+		}
+	}
+	both := []Announcement{{Prefix: pA}, {Prefix: pB}}
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": both, "c": both}))
+	waitFor(t, "b has A and B", has(b, pA, pB))
+	waitFor(t, "c has A and B", has(c, pA, pB))
+
+	// b loses everything (its tunnel failed), c keeps both.
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"c": both}))
+	waitFor(t, "b empty", has(b))
+	assert.True(t, has(c, pA, pB)(), "c keeps A and B")
+	// b is wanted again, for A only: its gate opens, B (left in its export
+	// set behind the closed gate) is not sent.
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pA}}, "c": both}))
+	waitFor(t, "b has A again", has(b, pA))
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": both, "c": both}))
+	waitFor(t, "b has A and B again", has(b, pA, pB))
+	// Closed again, and a policy rebuild (a peer added) in between.
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"c": both}))
+	waitFor(t, "b empty", has(b))
+	d := startPeer(t, "127.0.0.4", 65030, port, "127.0.0.1")
+	require.NoError(t, a.SetPeers(ctx, []PeerConfig{peer("b", b, 65010), peer("c", c, 65020), peer("d", d, 65030)}))
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pB}}, "c": both}))
+	waitFor(t, "b has B", has(b, pB))
+	assert.Empty(t, routes(t, d), "d gets nothing")
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": both, "c": both}))
+	waitFor(t, "b has A and B again", has(b, pA, pB))
+
+	// Everybody loses everything (an instance-scope check failed): the
+	// paths are parked, not deleted.
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{}))
+	waitFor(t, "b empty", has(b))
+	waitFor(t, "c empty", has(c))
+	st, err := a.Status(ctx)
+	require.NoError(t, err)
+	for _, p := range st {
+		assert.Empty(t, p.Announced, p.Name)
+	}
+	assert.Equal(t, []netip.Prefix{pA, pB}, localPaths(t, a), "parked")
+	// A comes back to b alone, B to c with other attributes; the rest
+	// stays parked and the sweeper deletes it.
+	gshut := Announcement{Prefix: pB, Communities: []uint32{CommunityGracefulShutdown}}
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pA}}, "c": {gshut}}))
+	waitFor(t, "b has A", has(b, pA))
+	waitFor(t, "c has B with the community", func() bool {
+		r := routes(t, c)
+		return len(r) == 1 && slices.Equal(r[pB], []uint32{CommunityGracefulShutdown})
+	})
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pA}}}))
+	waitFor(t, "c empty again", has(c))
+	waitFor(t, "B's parked path swept from the RIB", func() bool {
+		return slices.Equal(localPaths(t, a), []netip.Prefix{pA})
+	})
+	a.mu.Lock()
+	assert.Len(t, a.rib, 1, "the applied RIB forgets the swept path")
+	a.mu.Unlock()
+	assert.True(t, has(b, pA)(), "b keeps A through the sweep")
 }

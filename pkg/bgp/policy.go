@@ -17,10 +17,14 @@ import (
 //     all their more-specifics are rejected, whichever peer sends them;
 //  3. per tunnel peer: from that neighbor AND in its accept-list: accepted.
 //
-// Export: per peer, to that neighbor AND a local route AND in the peer's
-// export set: accepted. The export sets are what SetAnnouncements keeps up
-// to date. GoBGP rejects an empty prefix set, so every set holds a sentinel
-// (0.0.0.0/32 or ::/128) that "never" keeps out of the RIB.
+// Export: per peer, to a neighbor in the peer's gate set AND a local route
+// AND in the peer's export set: accepted. The export sets are what
+// SetAnnouncements keeps up to date. GoBGP rejects an empty prefix set, so
+// every set holds a sentinel (0.0.0.0/32 or ::/128) that "never" keeps out
+// of the RIB. The gate set holds the peer's address (and the sentinel
+// 0.0.0.0/32, which no peer has): taking the address out rejects
+// everything for that peer in one step, which is how a peer that loses
+// all its prefixes is withdrawn from (see park.go).
 
 const (
 	setNever4 = "never4"
@@ -33,6 +37,13 @@ var (
 )
 
 func nbrSet(peer string) string { return "nbr-" + peer }
+
+func gateSet(peer string) string { return "gate-" + peer }
+
+// hostPrefix is the neighbor-set entry of one address.
+func hostPrefix(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
+
+var gateSentinel = hostPrefix(netip.IPv4Unspecified())
 
 func outSet(peer string, v6 bool) string {
 	if v6 {
@@ -102,14 +113,14 @@ func (a *GoBGP) policyRequest() *api.SetPoliciesRequest {
 	}
 	for _, name := range sortedKeys(a.peers) {
 		p := a.peers[name]
-		bits := 32
-		if p.Address.Is6() {
-			bits = 128
-		}
 		req.DefinedSets = append(req.DefinedSets, &api.DefinedSet{
 			DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR,
 			Name:        nbrSet(name),
-			List:        []string{netip.PrefixFrom(p.Address, bits).String()},
+			List:        []string{hostPrefix(p.Address)},
+		}, &api.DefinedSet{
+			DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR,
+			Name:        gateSet(name),
+			List:        []string{gateSentinel, hostPrefix(p.Address)},
 		})
 		for _, v6 := range []bool{false, true} {
 			var in []*api.Prefix
@@ -135,7 +146,7 @@ func (a *GoBGP) policyRequest() *api.SetPoliciesRequest {
 			exp.Statements = append(exp.Statements, &api.Statement{
 				Name: fmt.Sprintf("out%s-%s", fam, name),
 				Conditions: &api.Conditions{
-					NeighborSet: anyOf(nbrSet(name)),
+					NeighborSet: anyOf(gateSet(name)),
 					PrefixSet:   anyOf(outSet(name, v6)),
 					RouteType:   api.Conditions_ROUTE_TYPE_LOCAL,
 				},
@@ -170,6 +181,8 @@ func (a *GoBGP) applyPolicies(ctx context.Context) error {
 			return fmt.Errorf("assign BGP %s policy: %w", as.Direction, err)
 		}
 	}
+	// Every gate is open and every export set exact again.
+	clear(a.gateClosed)
 	if len(a.peers) == 0 {
 		return nil
 	}
