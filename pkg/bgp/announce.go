@@ -133,19 +133,19 @@ func (a *GoBGP) refreshOut(ctx context.Context, peer string) error {
 	return nil
 }
 
-// setGate adds the peer's address to its gate set (open) or takes it out
-// (closed: the export policy rejects everything for the peer).
+// setGate opens a peer's gate (takes its address out of its shut set) or
+// closes it (puts it in: the export policy rejects everything for the peer).
 func (a *GoBGP) setGate(ctx context.Context, peer string, open bool) error {
 	cfg, ok := a.peers[peer]
 	if !ok {
 		return nil
 	}
-	set := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: gateSet(peer), List: []string{hostPrefix(cfg.Address)}}
+	set := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: shutSet(peer), List: []string{hostPrefix(cfg.Address)}}
 	var err error
 	if open {
-		err = a.s.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: set})
-	} else {
 		err = a.s.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: set})
+	} else {
+		err = a.s.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: set})
 	}
 	if err != nil {
 		return fmt.Errorf("peer %s: export gate: %w", peer, err)

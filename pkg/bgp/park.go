@@ -12,8 +12,8 @@ import (
 // Gates and parking: the fast withdrawal.
 //
 // When a peer loses every prefix it had (a tunnel fails, an instance-scope
-// check fails, a drain ends), SetAnnouncements closes its gate (takes its
-// address out of the neighbor set its export statements match on) and
+// check fails, a drain ends), SetAnnouncements closes its gate (puts its
+// address in the neighbor set of the export statement that rejects) and
 // runs one soft reset out: GoBGP withdraws everything in a single pass over
 // the RIB, in as few UPDATEs as fit. That is the whole withdrawal: nothing
 // per prefix comes before it. The peer's export set is left as it was

@@ -17,14 +17,18 @@ import (
 //     all their more-specifics are rejected, whichever peer sends them;
 //  3. per tunnel peer: from that neighbor AND in its accept-list: accepted.
 //
-// Export: per peer, to a neighbor in the peer's gate set AND a local route
-// AND in the peer's export set: accepted. The export sets are what
-// SetAnnouncements keeps up to date. GoBGP rejects an empty prefix set, so
-// every set holds a sentinel (0.0.0.0/32 or ::/128) that "never" keeps out
-// of the RIB. The gate set holds the peer's address (and the sentinel
-// 0.0.0.0/32, which no peer has): taking the address out rejects
-// everything for that peer in one step, which is how a peer that loses
-// all its prefixes is withdrawn from (see park.go).
+// Export, first match wins:
+//  1. per peer, to a neighbor in the peer's shut set: rejected. The shut
+//     set holds the sentinel 0.0.0.0/32, which no peer has, and the
+//     peer's address while its gate is closed: that rejects everything for
+//     the peer in one step, which is how a peer that loses all its
+//     prefixes is withdrawn from (see park.go). These statements come
+//     first and test only the neighbor, so a closed gate costs no prefix
+//     lookup (GoBGP tests a statement's prefix set before its neighbor set);
+//  2. per peer, to that neighbor AND a local route AND in the peer's export
+//     set: accepted. The export sets are what SetAnnouncements keeps up to
+//     date. GoBGP rejects an empty prefix set, so every set holds a
+//     sentinel (0.0.0.0/32 or ::/128) that "never" keeps out of the RIB.
 
 const (
 	setNever4 = "never4"
@@ -38,12 +42,12 @@ var (
 
 func nbrSet(peer string) string { return "nbr-" + peer }
 
-func gateSet(peer string) string { return "gate-" + peer }
+func shutSet(peer string) string { return "shut-" + peer }
 
 // hostPrefix is the neighbor-set entry of one address.
 func hostPrefix(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
 
-var gateSentinel = hostPrefix(netip.IPv4Unspecified())
+var shutSentinel = hostPrefix(netip.IPv4Unspecified())
 
 func outSet(peer string, v6 bool) string {
 	if v6 {
@@ -111,6 +115,7 @@ func (a *GoBGP) policyRequest() *api.SetPoliciesRequest {
 			out[peer][v6] = append(out[peer][v6], apiPrefix(pfx, pfx.Bits()))
 		}
 	}
+	var shut []*api.Statement
 	for _, name := range sortedKeys(a.peers) {
 		p := a.peers[name]
 		req.DefinedSets = append(req.DefinedSets, &api.DefinedSet{
@@ -119,8 +124,13 @@ func (a *GoBGP) policyRequest() *api.SetPoliciesRequest {
 			List:        []string{hostPrefix(p.Address)},
 		}, &api.DefinedSet{
 			DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR,
-			Name:        gateSet(name),
-			List:        []string{gateSentinel, hostPrefix(p.Address)},
+			Name:        shutSet(name),
+			List:        []string{shutSentinel},
+		})
+		shut = append(shut, &api.Statement{
+			Name:       "shut-" + name,
+			Conditions: &api.Conditions{NeighborSet: anyOf(shutSet(name))},
+			Actions:    accept(api.RouteAction_ROUTE_ACTION_REJECT),
 		})
 		for _, v6 := range []bool{false, true} {
 			var in []*api.Prefix
@@ -146,7 +156,7 @@ func (a *GoBGP) policyRequest() *api.SetPoliciesRequest {
 			exp.Statements = append(exp.Statements, &api.Statement{
 				Name: fmt.Sprintf("out%s-%s", fam, name),
 				Conditions: &api.Conditions{
-					NeighborSet: anyOf(gateSet(name)),
+					NeighborSet: anyOf(nbrSet(name)),
 					PrefixSet:   anyOf(outSet(name, v6)),
 					RouteType:   api.Conditions_ROUTE_TYPE_LOCAL,
 				},
@@ -154,6 +164,7 @@ func (a *GoBGP) policyRequest() *api.SetPoliciesRequest {
 			})
 		}
 	}
+	exp.Statements = append(shut, exp.Statements...)
 	req.Policies = []*api.Policy{imp}
 	exportPolicies := []*api.Policy{}
 	if len(exp.Statements) > 0 {
