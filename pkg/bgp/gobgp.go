@@ -33,6 +33,10 @@ type GoBGP struct {
 	// is left in their export sets behind it.
 	gateClosed map[string][]netip.Prefix
 	changed    chan struct{}
+	// The bookkeeping after a withdrawal, deferred (park.go).
+	deferred     func() []error
+	deferredErrs []error
+	settleTimer  *time.Timer
 	// The sweeper of parked paths (park.go).
 	parkFor    time.Duration
 	sweepTimer *time.Timer
@@ -127,6 +131,9 @@ func (a *GoBGP) Close() {
 	if a.sweepTimer != nil {
 		a.sweepTimer.Stop()
 	}
+	if a.settleTimer != nil {
+		a.settleTimer.Stop()
+	}
 	a.mu.Unlock()
 	a.cancel()
 	a.s.Stop()
@@ -136,6 +143,7 @@ func (a *GoBGP) Close() {
 func (a *GoBGP) SetPeers(ctx context.Context, peers []PeerConfig) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.runDeferred() // the policy is rebuilt from the applied state
 	want := map[string]PeerConfig{}
 	for _, p := range peers {
 		want[p.Name] = p

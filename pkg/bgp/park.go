@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"time"
@@ -27,6 +28,9 @@ import (
 // so that a withdrawal never waits long behind it.
 
 const (
+	// settleFor is how long the bookkeeping after a withdrawal waits for
+	// the UPDATEs to leave (they take ~10 ms at 10,000 prefixes).
+	settleFor = 50 * time.Millisecond
 	// defaultParkFor is how long an unwanted path stays in GoBGP's RIB.
 	defaultParkFor = 10 * time.Second
 	// sweepChunk bounds the paths one DeletePath call removes (~10 ms).
@@ -60,6 +64,46 @@ func splitDeletes(cur map[netip.Prefix]*ribEntry, p plan, now time.Time) (park m
 		park[pfx] = e
 	}
 	return park, del
+}
+
+// deferBookkeeping schedules f, the bookkeeping after a withdrawal, for settleFor
+// from now or the next call that needs the applied state, whichever comes
+// first. Caller holds a.mu and has run finishDeferred.
+func (a *GoBGP) deferBookkeeping(f func() []error) {
+	a.deferred = f
+	a.settleTimer = time.AfterFunc(settleFor, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.closed {
+			return
+		}
+		if errs := a.runDeferred(); len(errs) > 0 {
+			a.log.Warn("bookkeeping after a withdrawal failed; the next update reports it", "error", errors.Join(errs...))
+		}
+	})
+}
+
+// runDeferred runs the pending bookkeeping, if any, and keeps its errors
+// for the next SetAnnouncements. Caller holds a.mu.
+func (a *GoBGP) runDeferred() []error {
+	if a.deferred == nil {
+		return nil
+	}
+	a.settleTimer.Stop()
+	f := a.deferred
+	a.deferred = nil
+	errs := f()
+	a.deferredErrs = append(a.deferredErrs, errs...)
+	return errs
+}
+
+// finishDeferred runs the pending bookkeeping and returns every error it
+// and earlier deferred runs met. Caller holds a.mu.
+func (a *GoBGP) finishDeferred() []error {
+	a.runDeferred()
+	errs := a.deferredErrs
+	a.deferredErrs = nil
+	return errs
 }
 
 // closeGates withdraws everything from peers that lose everything: their

@@ -209,6 +209,7 @@ func (a *GoBGP) applyPolicies(ctx context.Context) error {
 func (a *GoBGP) SetNever(ctx context.Context, never []netip.Prefix) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.runDeferred() // the policy is rebuilt from the applied state
 	if slices.Equal(a.global.Never, never) {
 		return nil
 	}
