@@ -49,11 +49,15 @@ func (a *GoBGP) SetAnnouncements(ctx context.Context, desired map[string][]Annou
 		return errors.Join(errs...)
 	}
 	errs = append(errs, a.closeGates(ctx, emptied)...)
-	a.signal()
 	// The withdrawal is queued in GoBGP; the rest is bookkeeping that
 	// would take the CPU from the UPDATEs going out (~10 ms at 10,000
 	// prefixes on 2 vCPUs): it runs after settleFor, or at the next call.
-	a.deferBookkeeping(func() []error { return a.apply(context.Background(), want, wanted, emptied) })
+	// So does the signal, which has the daemon read the RIBs back.
+	a.deferBookkeeping(func() []error {
+		errs := a.apply(context.Background(), want, wanted, emptied)
+		a.signal()
+		return errs
+	})
 	return errors.Join(errs...)
 }
 
