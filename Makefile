@@ -55,9 +55,11 @@ demo: deps
 	  -out bench/out/demo.json -svg bench/out/demo
 
 # Health event to withdrawal received by a real BGP peer, for 1, 100 and
-# 10,000 prefixes (p50/p99 over 200 runs): bench/out/withdraw.json.
+# 10,000 prefixes (p50/p99 over 200 runs): bench/out/withdraw.json; then the
+# same with four tunnel peers: bench/out/withdraw-4peers.json.
 bench:
 	$(GO) run ./bench/withdraw -runs 200 -out bench/out/withdraw.json
+	$(GO) run ./bench/withdraw -runs 100 -sizes 100,10000 -peers 4 -out bench/out/withdraw-4peers.json
 
 # 10 BFD sessions at 50 ms x 3 against FRR bfdd for 10 minutes with a busy
 # loop on the machine: false Downs and CPU, bench/out/bfd.json.

@@ -38,11 +38,14 @@ import (
 )
 
 type result struct {
-	Prefixes int     `json:"prefixes"`
-	Runs     int     `json:"runs"`
-	P50ms    float64 `json:"p50_ms"`
-	P99ms    float64 `json:"p99_ms"`
-	MaxMs    float64 `json:"max_ms"`
+	Prefixes int `json:"prefixes"`
+	// Peers is the number of tunnel peers; the latency is to the last
+	// withdrawn prefix received by the last of them.
+	Peers int     `json:"peers"`
+	Runs  int     `json:"runs"`
+	P50ms float64 `json:"p50_ms"`
+	P99ms float64 `json:"p99_ms"`
+	MaxMs float64 `json:"max_ms"`
 	// LocalP50ms is the median time bgpgw itself took: from the event to
 	// SetAnnouncements returning (the withdrawals handed to GoBGP).
 	LocalP50ms float64 `json:"local_p50_ms"`
@@ -59,11 +62,17 @@ func main() {
 	sizes := flag.String("sizes", "1,100,10000", "numbers of prefixes, comma-separated")
 	out := flag.String("out", "bench/out/withdraw.json", "JSON output")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
+	peers := flag.Int("peers", 1, "tunnel peers, each a process of its own (1 to 8)")
 	peerPort := flag.Int("peer-mode", 0, "internal: run the stand-in peer on this port")
 	peerN := flag.Int("peer-n", 0, "internal: prefixes the stand-in peer expects")
+	peerIdx := flag.Int("peer-index", 0, "internal: which stand-in peer this is")
 	flag.Parse()
+	if *peers < 1 || *peers > 8 {
+		fmt.Fprintln(os.Stderr, "-peers: 1 to 8")
+		os.Exit(2)
+	}
 	if *peerPort != 0 {
-		if err := runPeer(*peerPort, *peerN); err != nil {
+		if err := runPeer(*peerPort, *peerN, *peerIdx); err != nil {
 			fmt.Fprintln(os.Stderr, "peer:", err)
 			os.Exit(1)
 		}
@@ -88,13 +97,13 @@ func main() {
 			fmt.Fprintf(os.Stderr, "-sizes: bad size %q\n", f)
 			os.Exit(2)
 		}
-		r, err := measure(n, *runs)
+		r, err := measure(n, *runs, *peers)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "withdraw bench (%d prefixes): %v\n", n, err)
 			os.Exit(1)
 		}
-		fmt.Printf("%6d prefixes: received p50 %7.3f ms  p99 %7.3f ms  max %7.3f ms  (%d runs; event to SetAnnouncements returning: p50 %.3f ms; seen by the peer's watcher: p50 %.3f ms, p99 %.3f ms)\n",
-			r.Prefixes, r.P50ms, r.P99ms, r.MaxMs, r.Runs, r.LocalP50ms, r.SeenP50ms, r.SeenP99ms)
+		fmt.Printf("%6d prefixes, %d peer(s): received p50 %7.3f ms  p99 %7.3f ms  max %7.3f ms  (%d runs; event to SetAnnouncements returning: p50 %.3f ms; seen by the peer's watcher: p50 %.3f ms, p99 %.3f ms)\n",
+			r.Prefixes, r.Peers, r.P50ms, r.P99ms, r.MaxMs, r.Runs, r.LocalP50ms, r.SeenP50ms, r.SeenP99ms)
 		results = append(results, r)
 	}
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
@@ -133,8 +142,12 @@ type peerProcess struct {
 	lines chan [3]int64
 }
 
-func startPeerProcess(port, n int) (*peerProcess, error) {
-	cmd := exec.Command(os.Args[0], "-peer-mode", strconv.Itoa(port), "-peer-n", strconv.Itoa(n))
+// peerAddr and peerASN are stand-in peer i's address and AS.
+func peerAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, byte(2 + i)}) }
+func peerASN(i int) uint32      { return uint32(65010 + i) }
+
+func startPeerProcess(port, n, i int) (*peerProcess, error) {
+	cmd := exec.Command(os.Args[0], "-peer-mode", strconv.Itoa(port), "-peer-n", strconv.Itoa(n), "-peer-index", strconv.Itoa(i))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -181,9 +194,9 @@ func (p *peerProcess) stop() {
 	_ = p.cmd.Wait()
 }
 
-func runPeer(port, n int) error {
+func runPeer(port, n, i int) error {
 	ctx := context.Background()
-	peer, err := bgptest.Start(ctx, "127.0.0.2", 65010, port, "127.0.0.1", 65515)
+	peer, err := bgptest.Start(ctx, peerAddr(i).String(), peerASN(i), port, "127.0.0.1", 65515)
 	if err != nil {
 		return err
 	}
@@ -210,11 +223,36 @@ func runPeer(port, n int) error {
 	select {} // until killed
 }
 
-func measure(n, runs int) (result, error) {
+// waitAll waits for every peer to hold want prefixes and returns the
+// latest receive and watcher times among them.
+func waitAll(ps []*peerProcess, want int, timeout time.Duration) (received, seen time.Time, err error) {
+	for _, p := range ps {
+		r, s, err := p.wait(want, timeout)
+		if err != nil {
+			return time.Time{}, time.Time{}, err
+		}
+		if r.After(received) {
+			received = r
+		}
+		if s.After(seen) {
+			seen = s
+		}
+	}
+	return received, seen, nil
+}
+
+func measure(n, runs, npeers int) (result, error) {
 	ctx := context.Background()
 	port, err := freePort()
 	if err != nil {
 		return result{}, err
+	}
+	// The core needs distinct inside subnets; the sessions themselves run
+	// on 127.0.0.1 <-> peerAddr(i) (the speaker's peer configs below).
+	var tunnels []map[string]any
+	for i := range npeers {
+		tunnels = append(tunnels, map[string]any{"name": fmt.Sprintf("t%d", i+1), "peer_asn": peerASN(i),
+			"inside": map[string]string{"local": fmt.Sprintf("169.254.%d.1/30", i), "remote": fmt.Sprintf("169.254.%d.2", i)}})
 	}
 	var announce []string
 	for i := range n {
@@ -225,12 +263,11 @@ instance: {name: bench, mode: active-active}
 bgp: {asn: 65515, router_id: 192.0.2.1, listen_port: %d, listen_addresses: [127.0.0.1]}
 announce: %s
 ipsec: {mode: none}
-tunnels:
-  - {name: t1, inside: {local: 127.0.0.1/8, remote: 127.0.0.2}, peer_asn: 65010}
+tunnels: %s
 health:
   - {name: uplink, kind: link, target: eth1}
 hold_down: {initial: 1ms, max: 1ms, decay: 1ms}
-`, port, must(json.Marshal(announce)))
+`, port, must(json.Marshal(announce)), must(json.Marshal(tunnels)))
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		return result{}, err
@@ -241,15 +278,20 @@ hold_down: {initial: 1ms, max: 1ms, decay: 1ms}
 		return result{}, err
 	}
 	defer speaker.Close()
-	peer, err := startPeerProcess(port, n)
-	if err != nil {
-		return result{}, err
+	var peers []*peerProcess
+	var pcs []bgp.PeerConfig
+	for i := range npeers {
+		p, err := startPeerProcess(port, n, i)
+		if err != nil {
+			return result{}, err
+		}
+		defer p.stop()
+		peers = append(peers, p)
+		pcs = append(pcs, bgp.PeerConfig{Name: fmt.Sprintf("t%d", i+1), Kind: bgp.KindTunnel, Address: peerAddr(i),
+			LocalAddress: netip.MustParseAddr("127.0.0.1"), Port: port, PeerASN: peerASN(i), MaxPrefixes: 100,
+			HoldTime: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: time.Second})
 	}
-	defer peer.stop()
-	err = speaker.SetPeers(ctx, []bgp.PeerConfig{{Name: "t1", Kind: bgp.KindTunnel, Address: netip.MustParseAddr("127.0.0.2"),
-		LocalAddress: netip.MustParseAddr("127.0.0.1"), Port: port, PeerASN: 65010, MaxPrefixes: 100,
-		HoldTime: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: time.Second}})
-	if err != nil {
+	if err := speaker.SetPeers(ctx, pcs); err != nil {
 		return result{}, err
 	}
 	// The core runs on a virtual clock that jumps a minute per run, so the
@@ -260,15 +302,17 @@ hold_down: {initial: 1ms, max: 1ms, decay: 1ms}
 		c.Tick(vclock)
 		return speaker.SetAnnouncements(ctx, c.Output(vclock).Announcements)
 	}
-	if err := waitEstablished(ctx, speaker); err != nil {
+	if err := waitEstablished(ctx, speaker, npeers); err != nil {
 		return result{}, err
 	}
-	c.SessionState(vclock, "t1", true, nil)
+	for _, pc := range pcs {
+		c.SessionState(vclock, pc.Name, true, nil)
+	}
 	c.CheckResult(vclock, "uplink", true)
 	if err := apply(); err != nil {
 		return result{}, err
 	}
-	if _, _, err := peer.wait(n, time.Minute); err != nil {
+	if _, _, err := waitAll(peers, n, time.Minute); err != nil {
 		return result{}, fmt.Errorf("initial announcement: %w", err)
 	}
 
@@ -280,7 +324,7 @@ hold_down: {initial: 1ms, max: 1ms, decay: 1ms}
 			return result{}, err
 		}
 		local = append(local, time.Since(t0))
-		last, seen, err := peer.wait(0, time.Minute)
+		last, seen, err := waitAll(peers, 0, time.Minute)
 		if err != nil {
 			return result{}, fmt.Errorf("withdrawal: %w", err)
 		}
@@ -292,7 +336,7 @@ hold_down: {initial: 1ms, max: 1ms, decay: 1ms}
 		if err := apply(); err != nil {
 			return result{}, err
 		}
-		if _, _, err := peer.wait(n, time.Minute); err != nil {
+		if _, _, err := waitAll(peers, n, time.Minute); err != nil {
 			return result{}, fmt.Errorf("re-announcement: %w", err)
 		}
 	}
@@ -300,15 +344,21 @@ hold_down: {initial: 1ms, max: 1ms, decay: 1ms}
 	slices.Sort(seenLat)
 	slices.Sort(local)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	return result{Prefixes: n, Runs: runs, P50ms: ms(lat[len(lat)/2]), P99ms: ms(lat[len(lat)*99/100]), MaxMs: ms(lat[len(lat)-1]),
+	return result{Prefixes: n, Peers: npeers, Runs: runs, P50ms: ms(lat[len(lat)/2]), P99ms: ms(lat[len(lat)*99/100]), MaxMs: ms(lat[len(lat)-1]),
 		LocalP50ms: ms(local[len(local)/2]), SeenP50ms: ms(seenLat[len(seenLat)/2]), SeenP99ms: ms(seenLat[len(seenLat)*99/100])}, nil
 }
 
-func waitEstablished(ctx context.Context, s bgp.Speaker) error {
+func waitEstablished(ctx context.Context, s bgp.Speaker, n int) error {
 	deadline := time.After(30 * time.Second)
 	for {
 		st, err := s.Status(ctx)
-		if err == nil && len(st) == 1 && st[0].State == bgp.StateEstablished {
+		up := 0
+		for _, p := range st {
+			if p.State == bgp.StateEstablished {
+				up++
+			}
+		}
+		if err == nil && len(st) == n && up == n {
 			return nil
 		}
 		select {

@@ -22,9 +22,9 @@ import (
 //     again (park.go);
 //  2. a prefix joins a peer's export set, and a closed gate opens, before
 //     its path is added (so the first UPDATE already reaches the peer);
-//  3. a path that a peer keeping other prefixes had is deleted before it
-//     leaves that peer's export set (GoBGP runs withdrawals through the
-//     export policy, so the other order would leave it stale on the peer);
+//  3. a path that a peer keeping other prefixes had is deleted: GoBGP
+//     sends the withdrawal to every established peer, whatever its export
+//     policy says (a peer ignores a withdrawal of a prefix it never got);
 //     a path only emptied peers had is parked instead;
 //  4. the export sets shrink, and peers whose set changed for paths that
 //     stay get a soft reset out.
@@ -45,16 +45,19 @@ func (a *GoBGP) SetAnnouncements(ctx context.Context, desired map[string][]Annou
 	wanted := wantedPeers(desired, conflicts)
 	emptied := emptiedPeers(a.holding, wanted)
 	if len(emptied) == 0 {
-		errs = append(errs, a.apply(ctx, want, wanted, emptied)...)
+		errs = append(errs, a.apply(ctx, want, wanted, emptied, gateResult{})...)
 		return errors.Join(errs...)
 	}
-	errs = append(errs, a.closeGates(ctx, emptied)...)
+	gates, gerrs := a.closeGates(ctx, emptied)
+	errs = append(errs, gerrs...)
 	// The withdrawal is queued in GoBGP; the rest is bookkeeping that
 	// would take the CPU from the UPDATEs going out (~10 ms at 10,000
 	// prefixes on 2 vCPUs): it runs after settleFor, or at the next call.
-	// So does the signal, which has the daemon read the RIBs back.
+	// So does the signal, which has the daemon read the RIBs back. (What
+	// else the call changes, for other peers, waits as long: a failover
+	// moves nothing to the surviving tunnels, they announce already.)
 	a.deferBookkeeping(func() []error {
-		errs := a.apply(context.Background(), want, wanted, emptied)
+		errs := a.apply(context.Background(), want, wanted, emptied, gates)
 		a.signal()
 		return errs
 	})
@@ -62,8 +65,8 @@ func (a *GoBGP) SetAnnouncements(ctx context.Context, desired map[string][]Annou
 }
 
 // apply is the part of SetAnnouncements after the emptied peers' gates
-// are closed. Caller holds a.mu.
-func (a *GoBGP) apply(ctx context.Context, want map[netip.Prefix]*ribEntry, wanted map[string]bool, emptied []string) []error {
+// are closed (gates says which closed). Caller holds a.mu.
+func (a *GoBGP) apply(ctx context.Context, want map[netip.Prefix]*ribEntry, wanted map[string]bool, emptied []string, gates gateResult) []error {
 	var errs []error
 	p := diff(a.rib, want)
 	if !slices.Equal(p.emptied, emptied) {
@@ -72,28 +75,39 @@ func (a *GoBGP) apply(ctx context.Context, want map[netip.Prefix]*ribEntry, want
 		errs = append(errs, fmt.Errorf("internal error: peers losing everything: %v by count, %v by prefix", emptied, p.emptied))
 		p.refresh = union(p.refresh, emptied, p.emptied)
 	}
+	// A peer whose gate did not close is withdrawn from the slow way: its
+	// paths are not parked (DeletePath withdraws them), its export set
+	// shrinks, and a soft reset sends the rest. So is one whose soft
+	// reset failed behind a closed gate (a second soft reset).
+	p.emptied = slices.DeleteFunc(p.emptied, func(peer string) bool { return !slices.Contains(gates.closed, peer) })
+	p.refresh = union(p.refresh, gates.notClosed, gates.notReset)
+
 	reopen := a.reopening(wanted)
+	opened := map[string]bool{}
 	for _, peer := range reopen {
-		stale, add := splitStale(a.gateClosed[peer], p.listAdd[peer])
+		left := a.gateClosed[peer]
+		stale, add := splitStale(left, prefixesOf(want, peer), p.listAdd[peer])
 		p.listAdd[peer] = add
 		if err := a.editOutSet(ctx, peer, stale, false); err != nil {
 			errs = append(errs, err)
+			continue // the gate stays closed; the next call retries
 		}
+		a.gateClosed[peer] = nil
+		opened[peer] = true
 	}
 	for _, peer := range sortedKeys(p.listAdd) {
 		if err := a.editOutSet(ctx, peer, p.listAdd[peer], true); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	for _, peer := range reopen {
+	for _, peer := range sortedKeys(opened) {
 		if err := a.setGate(ctx, peer, true); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, err) // still closed, nothing stale: the next call retries
+			continue
 		}
 		delete(a.gateClosed, peer)
-	}
-	if len(reopen) > 0 {
 		// Paths the peer gets back unchanged go out with a soft reset.
-		p.refresh = union(p.refresh, reopen)
+		p.refresh = union(p.refresh, []string{peer})
 	}
 	if len(p.upserts) > 0 {
 		paths := make([]*apiutil.Path, 0, len(p.upserts))
@@ -104,10 +118,20 @@ func (a *GoBGP) apply(ctx context.Context, want map[netip.Prefix]*ribEntry, want
 			errs = append(errs, fmt.Errorf("announce %d prefixes: %w", len(paths), err))
 		}
 	}
-	park, del := splitDeletes(a.rib, p, time.Now())
+	now := time.Now()
+	park, del := splitDeletes(a.rib, p, now)
 	if len(del) > 0 {
 		if err := a.deletePaths(del); err != nil {
+			// Park them instead (the sweeper tries again); the peers
+			// that had them get a soft reset once their sets shrink.
 			errs = append(errs, fmt.Errorf("withdraw %d prefixes: %w", len(del), err))
+			for _, pfx := range del {
+				e := a.rib[pfx]
+				p.refresh = union(p.refresh, sortedKeys(e.peers))
+				clear(e.peers)
+				e.parked = now
+				park[pfx] = e
+			}
 		}
 	}
 	for _, peer := range sortedKeys(p.listDel) {

@@ -21,8 +21,8 @@ type plan struct {
 	// upserts are paths to add or replace in the RIB (new prefixes or new attributes).
 	upserts []Announcement
 	// deletes are prefixes no peer wants any more (parked paths included):
-	// SetAnnouncements parks them or deletes the path first, while the
-	// export sets still let the withdrawal out, then unlists them.
+	// SetAnnouncements parks them or deletes the path (GoBGP sends that
+	// withdrawal to every established peer), and unlists them.
 	deletes []netip.Prefix
 	// listAdd and listDel change each peer's export set.
 	listAdd map[string][]netip.Prefix

@@ -102,6 +102,20 @@ func TestWantedPeersCountsLostConflicts(t *testing.T) {
 	assert.Equal(t, []string{"t2", "t4"}, emptiedPeers(map[string]bool{"t1": true, "t2": true, "t4": true}, wantedPeers(desired, conflicts)))
 }
 
+func TestSplitStale(t *testing.T) {
+	pC := netip.MustParsePrefix("10.30.0.0/16")
+	// Left behind the gate: A, B, A again. The peer is to get A and C; the
+	// diff adds both (the applied RIB has nothing for it).
+	stale, add := splitStale([]netip.Prefix{pA, pB, pA}, map[netip.Prefix]bool{pA: true, pC: true}, []netip.Prefix{pA, pC})
+	assert.Equal(t, []netip.Prefix{pB}, stale)
+	assert.Equal(t, []netip.Prefix{pC}, add, "A is in the set already")
+	// A retry after the stale removal failed: the diff adds nothing new,
+	// and what the peer gets must not be taken out.
+	stale, add = splitStale([]netip.Prefix{pA, pB}, map[netip.Prefix]bool{pA: true, pC: true}, nil)
+	assert.Equal(t, []netip.Prefix{pB}, stale)
+	assert.Empty(t, add)
+}
+
 func TestConflictingAttributesReported(t *testing.T) {
 	_, conflicts := buildRIB(map[string][]Announcement{"t1": {{Prefix: pA}}, "t2": {{Prefix: pA, MED: 5, HasMED: true}}})
 	require.Len(t, conflicts, 1)

@@ -37,6 +37,7 @@ type GoBGP struct {
 	deferred     func() []error
 	deferredErrs []error
 	settleTimer  *time.Timer
+	settleGen    int
 	// The sweeper of parked paths (park.go).
 	parkFor    time.Duration
 	sweepTimer *time.Timer
@@ -159,6 +160,9 @@ func (a *GoBGP) SetPeers(ctx context.Context, peers []PeerConfig) error {
 			errs = append(errs, fmt.Errorf("peer %s: remove: %w", name, err))
 		}
 		delete(a.peers, name)
+		if _, stays := want[name]; !stays {
+			a.forgetPeer(name)
+		}
 	}
 	added := false
 	for _, name := range sortedKeys(want) {
@@ -195,6 +199,17 @@ func (a *GoBGP) SetPeers(ctx context.Context, peers []PeerConfig) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// forgetPeer drops a removed peer from the applied state: its paths that
+// nobody else has are then unwanted like any other (parked at the next
+// update). Caller holds a.mu.
+func (a *GoBGP) forgetPeer(name string) {
+	for _, e := range a.rib {
+		delete(e.peers, name)
+	}
+	delete(a.holding, name)
+	delete(a.gateClosed, name)
 }
 
 func apiPeer(p PeerConfig) *api.Peer {

@@ -2,7 +2,9 @@ package bgp
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -198,6 +200,10 @@ func TestEmptiedPeersAndParkedPaths(t *testing.T) {
 	waitFor(t, "b empty", has(b))
 	d := startPeer(t, "127.0.0.4", 65030, port, "127.0.0.1")
 	require.NoError(t, a.SetPeers(ctx, []PeerConfig{peer("b", b, 65010), peer("c", c, 65020), peer("d", d, 65030)}))
+	waitFor(t, "d established", func() bool {
+		st, err := a.Status(ctx)
+		return err == nil && len(st) == 3 && st[2].State == StateEstablished
+	})
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pB}}, "c": both}))
 	waitFor(t, "b has B", has(b, pB))
 	assert.Empty(t, routes(t, d), "d gets nothing")
@@ -214,7 +220,10 @@ func TestEmptiedPeersAndParkedPaths(t *testing.T) {
 	for _, p := range st {
 		assert.Empty(t, p.Announced, p.Name)
 	}
-	assert.Equal(t, []netip.Prefix{pA, pB}, localPaths(t, a), "parked")
+	a.mu.Lock()
+	a.runDeferred() // the parking is part of the bookkeeping
+	a.mu.Unlock()
+	assert.Equal(t, []netip.Prefix{pA, pB}, localPaths(t, a), "parked, not deleted")
 	// A comes back to b alone, B to c with other attributes; the rest
 	// stays parked and the sweeper deletes it.
 	gshut := Announcement{Prefix: pB, Communities: []uint32{CommunityGracefulShutdown}}
@@ -233,4 +242,85 @@ func TestEmptiedPeersAndParkedPaths(t *testing.T) {
 	assert.Len(t, a.rib, 1, "the applied RIB forgets the swept path")
 	a.mu.Unlock()
 	assert.True(t, has(b, pA)(), "b keeps A through the sweep")
+}
+
+// TestRandomAnnouncementsReachPeers applies random desired states to three
+// real peers, sometimes two in a row with no wait (the second runs the
+// first one's deferred bookkeeping), and checks after each that every peer
+// holds exactly what it should, with the right communities: gates closing
+// and reopening, stale export sets, parked paths reused and swept.
+func TestRandomAnnouncementsReachPeers(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	ctx := context.Background()
+	port := freePort(t)
+	a, err := NewGoBGP(ctx, Global{ASN: 65515, RouterID: netip.MustParseAddr("192.0.2.1"), ListenPort: port,
+		ListenAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer a.Close()
+	a.mu.Lock()
+	a.parkFor = 300 * time.Millisecond // the sweeper runs during the test
+	a.mu.Unlock()
+	names := []string{"b", "c", "d"}
+	peers := map[string]*bgptest.Peer{}
+	var cfgs []PeerConfig
+	for i, name := range names {
+		addr := fmt.Sprintf("127.0.0.%d", i+2)
+		asn := uint32(65010 + 10*i)
+		peers[name] = startPeer(t, addr, asn, port, "127.0.0.1")
+		cfgs = append(cfgs, PeerConfig{Name: name, Kind: KindTunnel, Address: peers[name].Addr, LocalAddress: netip.MustParseAddr("127.0.0.1"),
+			Port: port, PeerASN: asn, MaxPrefixes: 100, HoldTime: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: time.Second})
+	}
+	require.NoError(t, a.SetPeers(ctx, cfgs))
+	waitFor(t, "sessions established", func() bool {
+		st, err := a.Status(ctx)
+		return err == nil && len(st) == 3 && !slices.ContainsFunc(st, func(p PeerStatus) bool { return p.State != StateEstablished })
+	})
+	prefixes := []netip.Prefix{pA, pB, netip.MustParsePrefix("10.30.0.0/16"), netip.MustParsePrefix("10.40.0.0/16")}
+	rng := rand.New(rand.NewPCG(7, 8))
+	random := func() map[string][]Announcement {
+		var comms []uint32
+		if rng.IntN(3) == 0 {
+			comms = []uint32{CommunityGracefulShutdown}
+		}
+		desired := map[string][]Announcement{}
+		for _, name := range names {
+			if rng.IntN(3) == 0 {
+				continue // this peer loses everything
+			}
+			for _, pfx := range prefixes {
+				if rng.IntN(2) == 0 {
+					desired[name] = append(desired[name], Announcement{Prefix: pfx, Communities: comms})
+				}
+			}
+		}
+		return desired
+	}
+	holds := func(desired map[string][]Announcement) func() bool {
+		return func() bool {
+			for _, name := range names {
+				got := routes(t, peers[name])
+				if len(got) != len(desired[name]) {
+					return false
+				}
+				for _, ann := range desired[name] {
+					c, ok := got[ann.Prefix]
+					if !ok || !slices.Equal(c, ann.Communities) {
+						return false
+					}
+				}
+			}
+			return true
+		}
+	}
+	for step := range 40 {
+		if rng.IntN(4) == 0 {
+			require.NoError(t, a.SetAnnouncements(ctx, random()), "step %d (skipped)", step)
+		}
+		desired := random()
+		require.NoError(t, a.SetAnnouncements(ctx, desired), "step %d", step)
+		waitFor(t, fmt.Sprintf("step %d: every peer holds what it should", step), holds(desired))
+	}
+	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{}))
+	waitFor(t, "nothing held", holds(nil))
+	waitFor(t, "every parked path swept", func() bool { return len(localPaths(t, a)) == 0 })
 }

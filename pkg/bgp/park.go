@@ -25,7 +25,11 @@ import (
 // withdrawal going out) but parked: kept in GoBGP's RIB, exported to
 // nobody. A re-announcement of a parked path only lists it again; parked
 // paths still unwanted after parkFor are deleted by the sweeper, in chunks
-// so that a withdrawal never waits long behind it.
+// so that a withdrawal never waits long behind it (GoBGP then sends their
+// withdrawals to every established peer again: a peer ignores a withdrawal of a prefix it does not have).
+// The rest of the update, the bookkeeping, runs settleFor later or at the
+// start of the next call, so that it does not take the CPU from the
+// UPDATEs going out.
 
 const (
 	// settleFor is how long the bookkeeping after a withdrawal waits for
@@ -71,11 +75,13 @@ func splitDeletes(cur map[netip.Prefix]*ribEntry, p plan, now time.Time) (park m
 // first. Caller holds a.mu and has run finishDeferred.
 func (a *GoBGP) deferBookkeeping(f func() []error) {
 	a.deferred = f
+	a.settleGen++
+	gen := a.settleGen
 	a.settleTimer = time.AfterFunc(settleFor, func() {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		if a.closed {
-			return
+		if a.closed || a.settleGen != gen {
+			return // closed, or a timer that fired while its work was run by a call, for later work
 		}
 		if errs := a.runDeferred(); len(errs) > 0 {
 			a.log.Warn("bookkeeping after a withdrawal failed; the next update reports it", "error", errors.Join(errs...))
@@ -106,22 +112,35 @@ func (a *GoBGP) finishDeferred() []error {
 	return errs
 }
 
+// gateResult is what closeGates did: the gates it closed, those it could
+// not close, and closed ones whose soft reset failed.
+type gateResult struct {
+	closed, notClosed, notReset []string
+}
+
 // closeGates withdraws everything from peers that lose everything: their
 // gates close first, then one soft reset out each. Caller holds a.mu.
-func (a *GoBGP) closeGates(ctx context.Context, peers []string) []error {
+func (a *GoBGP) closeGates(ctx context.Context, peers []string) (gateResult, []error) {
+	var r gateResult
 	var errs []error
 	for _, peer := range peers {
 		if err := a.setGate(ctx, peer, false); err != nil {
 			errs = append(errs, err)
+			r.notClosed = append(r.notClosed, peer)
+			continue
 		}
-		a.gateClosed[peer] = nil
+		r.closed = append(r.closed, peer)
+		if _, ok := a.gateClosed[peer]; !ok {
+			a.gateClosed[peer] = nil
+		}
 	}
-	for _, peer := range peers {
+	for _, peer := range r.closed {
 		if err := a.refreshOut(ctx, peer); err != nil {
 			errs = append(errs, err)
+			r.notReset = append(r.notReset, peer)
 		}
 	}
-	return errs
+	return r, errs
 }
 
 // reopening are the peers behind a closed gate that are wanted again.
@@ -137,26 +156,36 @@ func (a *GoBGP) reopening(wanted map[string]bool) []string {
 }
 
 // splitStale compares what a closed gate left in a peer's export set with
-// what the peer is to get: what to take out of the set, what to add.
-func splitStale(left, want []netip.Prefix) (stale, add []netip.Prefix) {
+// what the peer is to get (all of it, and what the diff adds): what to
+// take out of the set, and what to add that is not there already.
+func splitStale(left []netip.Prefix, get map[netip.Prefix]bool, listAdd []netip.Prefix) (stale, add []netip.Prefix) {
 	in := make(map[netip.Prefix]bool, len(left))
 	for _, pfx := range left {
-		in[pfx] = true
-	}
-	for _, pfx := range want {
 		if in[pfx] {
-			delete(in, pfx) // already listed: neither out nor in
 			continue
 		}
-		add = append(add, pfx)
-	}
-	for _, pfx := range left {
-		if in[pfx] {
+		in[pfx] = true
+		if !get[pfx] {
 			stale = append(stale, pfx)
-			delete(in, pfx)
+		}
+	}
+	for _, pfx := range listAdd {
+		if !in[pfx] {
+			add = append(add, pfx)
 		}
 	}
 	return stale, add
+}
+
+// prefixesOf is the set of prefixes a peer gets in rib.
+func prefixesOf(rib map[netip.Prefix]*ribEntry, peer string) map[netip.Prefix]bool {
+	out := map[netip.Prefix]bool{}
+	for pfx, e := range rib {
+		if e.peers[peer] {
+			out[pfx] = true
+		}
+	}
+	return out
 }
 
 func union(lists ...[]string) []string {
