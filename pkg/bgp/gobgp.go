@@ -330,6 +330,15 @@ func (a *GoBGP) Enable(ctx context.Context, peer string) error {
 
 // Status implements Speaker.
 func (a *GoBGP) Status(ctx context.Context) ([]PeerStatus, error) {
+	return a.status(ctx, true)
+}
+
+// Sessions implements Speaker.
+func (a *GoBGP) Sessions(ctx context.Context) ([]PeerStatus, error) {
+	return a.status(ctx, false)
+}
+
+func (a *GoBGP) status(ctx context.Context, announced bool) ([]PeerStatus, error) {
 	a.mu.Lock()
 	byAddr := map[string]PeerConfig{}
 	for _, p := range a.peers {
@@ -365,27 +374,6 @@ func (a *GoBGP) Status(ctx context.Context) ([]PeerStatus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list peers: %w", err)
 	}
-	// Accepted routes are the Loc-RIB paths learned from the peer: that
-	// leaves out both what the import policy refused and what GoBGP
-	// dropped for an AS loop (which its filtered listing does not flag).
-	accepted := map[netip.Addr][]netip.Prefix{}
-	for _, fam := range []bgp.Family{bgp.RF_IPv4_UC, bgp.RF_IPv6_UC} {
-		err := a.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: fam},
-			func(nlri bgp.NLRI, paths []*apiutil.Path) {
-				pfx, ok := nlriPrefix(nlri)
-				if !ok {
-					return
-				}
-				for _, p := range paths {
-					if !p.Withdrawal && p.PeerAddress.IsValid() {
-						accepted[p.PeerAddress] = append(accepted[p.PeerAddress], pfx)
-					}
-				}
-			})
-		if err != nil {
-			return nil, fmt.Errorf("list RIB: %w", err)
-		}
-	}
 	for i := range out {
 		st := &out[i]
 		if st.State != StateEstablished {
@@ -395,16 +383,22 @@ func (a *GoBGP) Status(ctx context.Context) ([]PeerStatus, error) {
 		if st.Address.Is6() {
 			fam = bgp.RF_IPv6_UC
 		}
-		announced, err := a.listAdj(st.Address, fam, api.TableType_TABLE_TYPE_ADJ_OUT)
-		if err != nil {
-			return nil, fmt.Errorf("peer %s: %w", st.Name, err)
+		if announced {
+			list, err := a.listAdj(st.Address, fam, api.TableType_TABLE_TYPE_ADJ_OUT)
+			if err != nil {
+				return nil, fmt.Errorf("peer %s: %w", st.Name, err)
+			}
+			st.Announced = list
 		}
 		received, err := a.listAdj(st.Address, fam, api.TableType_TABLE_TYPE_ADJ_IN)
 		if err != nil {
 			return nil, fmt.Errorf("peer %s: %w", st.Name, err)
 		}
-		st.Announced = announced
-		st.Received = sortedUnique(accepted[st.Address])
+		accepted, err := a.accepted(st.Address, received)
+		if err != nil {
+			return nil, fmt.Errorf("peer %s: %w", st.Name, err)
+		}
+		st.Received = accepted
 		for _, p := range received {
 			if _, ok := slices.BinarySearchFunc(st.Received, p, comparePrefix); !ok {
 				st.Rejected = append(st.Rejected, p)
@@ -421,6 +415,46 @@ func (a *GoBGP) Status(ctx context.Context) ([]PeerStatus, error) {
 		return cmpString(x.Name, y.Name)
 	})
 	return out, nil
+}
+
+// accepted are the prefixes of candidates (what a peer sent) that hold a
+// path from that peer in the Loc-RIB: that leaves out both what the import
+// policy refused and what GoBGP dropped for an AS loop (which its filtered
+// Adj-RIB-In listing does not flag). The Loc-RIB is looked up prefix by
+// prefix, not walked: it holds bgpgw's own paths too, 10,000 of them maybe.
+func (a *GoBGP) accepted(peer netip.Addr, candidates []netip.Prefix) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v6 := range []bool{false, true} {
+		fam := bgp.RF_IPv4_UC
+		if v6 {
+			fam = bgp.RF_IPv6_UC
+		}
+		var lookup []*apiutil.LookupPrefix
+		for _, c := range candidates {
+			if c.Addr().Is6() == v6 {
+				lookup = append(lookup, &apiutil.LookupPrefix{Prefix: c.String(), LookupOption: apiutil.LOOKUP_EXACT})
+			}
+		}
+		if len(lookup) == 0 {
+			continue
+		}
+		err := a.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: fam, Prefixes: lookup},
+			func(nlri bgp.NLRI, paths []*apiutil.Path) {
+				pfx, ok := nlriPrefix(nlri)
+				if !ok {
+					return
+				}
+				for _, p := range paths {
+					if !p.Withdrawal && p.PeerAddress == peer {
+						out = append(out, pfx)
+					}
+				}
+			})
+		if err != nil {
+			return nil, fmt.Errorf("look up the RIB: %w", err)
+		}
+	}
+	return sortedUnique(out), nil
 }
 
 func cmpString(a, b string) int {

@@ -100,6 +100,16 @@ func TestPerPeerAnnouncementsWithRealPeers(t *testing.T) {
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pA}, {Prefix: pB}}, "c": {{Prefix: pA}}}))
 	waitFor(t, "b has A and B", has(b, pA, pB))
 	waitFor(t, "c has A only", has(c, pA))
+	// Sessions is Status without Announced.
+	full, err := a.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []netip.Prefix{pA, pB}, full[0].Announced)
+	lean, err := a.Sessions(ctx)
+	require.NoError(t, err)
+	for i := range full {
+		full[i].Announced = nil
+	}
+	assert.Equal(t, full, lean)
 
 	// Move B from b to c: b gets a withdrawal, c the announcement.
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pA}}, "c": {{Prefix: pA}, {Prefix: pB}}}))

@@ -138,6 +138,10 @@ type Speaker interface {
 	SetAnnouncements(ctx context.Context, desired map[string][]Announcement) error
 	// Status reports every session.
 	Status(ctx context.Context) ([]PeerStatus, error)
+	// Sessions is Status without Announced: it does not walk the
+	// Adj-RIBs-Out, which at 10,000 prefixes holds the speaker for tens of
+	// milliseconds. For the control loop, which needs states and routes.
+	Sessions(ctx context.Context) ([]PeerStatus, error)
 	// Changed is signalled (level-triggered, capacity 1) whenever a
 	// session changes state or a peer's routes change.
 	Changed() <-chan struct{}

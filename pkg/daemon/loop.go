@@ -84,7 +84,7 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 	var st []bgp.PeerStatus
 	if observe {
 		var err error
-		if st, err = d.speaker.Status(ctx); err != nil {
+		if st, err = d.speaker.Sessions(ctx); err != nil {
 			d.log.Error("read BGP state", "err", err)
 			d.bgpErr = err.Error()
 		} else {
