@@ -19,17 +19,17 @@ import (
 // the RIB, in as few UPDATEs as fit. That is the whole withdrawal: nothing
 // per prefix comes before it. The peer's export set is left as it was
 // behind the closed gate, and tidied when the peer is wanted again, just
-// before its gate opens. A path that no peer wants any more is
-// then not deleted at once (GoBGP's DeletePath costs ~10 us per path and
-// peer, ~100 ms at 10,000 prefixes, and would compete for the CPU with the
-// withdrawal going out) but parked: kept in GoBGP's RIB, exported to
-// nobody. A re-announcement of a parked path only lists it again; parked
-// paths still unwanted after parkFor are deleted by the sweeper, in chunks
-// so that a withdrawal never waits long behind it (GoBGP then sends their
-// withdrawals to every established peer again: a peer ignores a withdrawal of a prefix it does not have).
-// The rest of the update, the bookkeeping, runs settleFor later or at the
-// start of the next call, so that it does not take the CPU from the
-// UPDATEs going out.
+// before its gate opens. A path that no peer wants any more is then not
+// deleted at once (GoBGP's DeletePath costs ~10 us per path and peer, ~100
+// ms at 10,000 prefixes, and would compete for the CPU with the withdrawal
+// going out) but parked: kept in GoBGP's RIB, exported to nobody. A
+// re-announcement of a parked path only lists it again; parked paths still
+// unwanted after parkFor are deleted by the sweeper, in chunks so that a
+// withdrawal never waits long behind it (GoBGP then sends their withdrawals
+// to every established peer again: a peer ignores the withdrawal of a
+// prefix it does not have). The rest of the update, the bookkeeping, runs
+// settleFor later or at the start of the next call, so that it does not
+// take the CPU from the UPDATEs going out.
 
 const (
 	// settleFor is how long the bookkeeping after a withdrawal waits for
