@@ -26,7 +26,18 @@ type Netlink interface {
 	AddrList(link netlink.Link, family int) ([]netlink.Addr, error)
 	AddrAdd(link netlink.Link, addr *netlink.Addr) error
 	AddrDel(link netlink.Link, addr *netlink.Addr) error
+	RuleList(family int) ([]netlink.Rule, error)
+	RuleDel(rule *netlink.Rule) error
 }
+
+// charonRule is the priority and table of the policy-routing rule charon
+// adds (pref 220 lookup 220). kernel-libipsec puts a route into ipsec0 in
+// table 220 for every remote traffic selector, whatever
+// charon.install_routes says; with the rule in place those routes keep
+// sending traffic into a tunnel bgpgw withdrew. In libipsec mode the data
+// plane removes the rule, so that bgpgw's routes alone decide what enters
+// ipsec0 (as routes pick the XFRM interface in xfrm mode).
+const charonRule = 220
 
 // NewNetlink returns a netlink handle working in network namespace ns, or in the current
 // one for netns.None(). The result is a *netlink.Handle: close it with its Close method
@@ -57,6 +68,8 @@ type DataPlane struct {
 	created map[string]int
 	// ensured holds every tunnel Ensure was called for and Remove was not, in order.
 	ensured []tunnelKey
+	// ruleErr is the last error removing charon's rule (libipsec), logged once.
+	ruleErr string
 }
 
 // tunnelKey is what the data plane does for a tunnel.
@@ -116,6 +129,18 @@ func (p *DataPlane) ensure(t config.Tunnel) error {
 		return err
 	case l == nil && p.mode == config.IPsecLibipsec:
 		return fmt.Errorf("TUN device %q: %w (charon's kernel-libipsec plugin creates it)", t.Interface, ErrNoInterface)
+	case p.mode == config.IPsecLibipsec:
+		// charon is running (ipsec0 exists): its rule may be back too. A
+		// failure is logged (once), not the tunnel's error: the tunnel
+		// works, only a withdrawal would leak through table 220.
+		err := p.dropCharonRule()
+		if msg := fmt.Sprint(err); err != nil && msg != p.ruleErr {
+			p.log.Error("charon's policy-routing rule stays: traffic may keep entering a withdrawn tunnel; remove it by hand (ip rule del pref 220)", "error", err)
+		}
+		p.ruleErr = ""
+		if err != nil {
+			p.ruleErr = fmt.Sprint(err)
+		}
 	case l == nil:
 		if l, err = p.createXfrm(t, log); err != nil {
 			return err
@@ -309,4 +334,32 @@ func isGone(err error) bool {
 	var nf netlink.LinkNotFoundError
 	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT) ||
 		errors.Is(err, unix.EADDRNOTAVAIL)
+}
+
+// dropCharonRule removes charon's "pref 220 lookup 220" rules (IPv4 and
+// IPv6) if present; it only reads when they are not. Called with p.mu held.
+func (p *DataPlane) dropCharonRule() error {
+	rules, err := p.h.RuleList(netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("list policy-routing rules: %w", err)
+	}
+	for i := range rules {
+		r := &rules[i]
+		if r.Priority != charonRule || r.Table != charonRule {
+			continue
+		}
+		if err := p.h.RuleDel(r); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("remove charon's rule pref %d lookup %d: %w", charonRule, charonRule, err)
+		}
+		p.log.Info("removed charon's policy-routing rule: bgpgw's routes decide what enters the tunnels",
+			"rule", fmt.Sprintf("pref %d lookup %d", charonRule, charonRule), "family", familyName(r.Family))
+	}
+	return nil
+}
+
+func familyName(f int) string {
+	if f == netlink.FAMILY_V6 {
+		return "ipv6"
+	}
+	return "ipv4"
 }

@@ -2,6 +2,7 @@ package ipsec
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -99,6 +100,11 @@ func (r *recorder) AddrDel(l netlink.Link, a *netlink.Addr) error {
 	return r.Netlink.AddrDel(l, a)
 }
 
+func (r *recorder) RuleDel(rule *netlink.Rule) error {
+	r.calls = append(r.calls, fmt.Sprintf("RuleDel pref %d table %d", rule.Priority, rule.Table))
+	return r.Netlink.RuleDel(rule)
+}
+
 func (r *recorder) take() []string {
 	c := r.calls
 	r.calls = nil
@@ -149,13 +155,30 @@ func TestLibipsecKernel(t *testing.T) {
 	if _, err := h.LinkByName(config.LibipsecInterface); err != nil {
 		t.Fatalf("the TUN device is not in the test namespace: %v", err)
 	}
+	// charon's rules, as it adds them when it starts
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		r := netlink.NewRule()
+		r.Priority, r.Table, r.Family = 220, 220, fam
+		if err := h.(*netlink.Handle).RuleAdd(r); err != nil {
+			t.Fatalf("add rule pref 220 (family %d): %v", fam, err)
+		}
+	}
 	for _, tun := range []config.Tunnel{a, b} {
 		if err := p.Ensure(tun); err != nil {
 			t.Fatalf("Ensure(%s): %v", tun.Name, err)
 		}
 	}
-	dpEqual(t, "Ensure", rec.take(), []string{
+	dpEqual(t, "Ensure", rec.take(), []string{"RuleDel pref 220 table 220", "RuleDel pref 220 table 220",
 		"LinkSetUp ipsec0", "AddrAdd ipsec0 169.254.10.1/30", "AddrAdd ipsec0 fd00:10::1/64"})
+	rules, err := h.RuleList(netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatalf("list rules: %v", err)
+	}
+	for _, r := range rules {
+		if r.Priority == 220 {
+			t.Errorf("rule pref 220 still there: %+v", r)
+		}
+	}
 	up, addrs := kernelState(t, h)
 	if !up {
 		t.Errorf("ipsec0 is not up")

@@ -27,6 +27,7 @@ type fakeNetlink struct {
 	calls     []string
 	fail      map[string]error // by call name ("LinkAdd"...): the error to answer instead
 	interrupt int              // the next AddrLists answer their addresses and ErrDumpInterrupted
+	rules     []netlink.Rule   // policy-routing rules
 }
 
 func newFakeNetlink(t *testing.T) *fakeNetlink {
@@ -202,11 +203,36 @@ func fakeFamilyName(family int) string {
 	return "v6"
 }
 
+func (f *fakeNetlink) RuleList(family int) ([]netlink.Rule, error) {
+	f.calls = append(f.calls, "RuleList")
+	if family != netlink.FAMILY_ALL {
+		f.t.Errorf("impossible: RuleList of family %d", family)
+	}
+	if err := f.fail["RuleList"]; err != nil {
+		return nil, err
+	}
+	return slices.Clone(f.rules), nil
+}
+
+func (f *fakeNetlink) RuleDel(r *netlink.Rule) error {
+	f.calls = append(f.calls, fmt.Sprintf("RuleDel pref %d table %d %s", r.Priority, r.Table, fakeFamilyName(r.Family)))
+	if err := f.fail["RuleDel"]; err != nil {
+		return err
+	}
+	for i, x := range f.rules {
+		if x.Priority == r.Priority && x.Table == r.Table && x.Family == r.Family {
+			f.rules = slices.Delete(f.rules, i, i+1)
+			return nil
+		}
+	}
+	return syscall.ENOENT
+}
+
 // changes returns and forgets the calls since the last time, without the reads.
 func (f *fakeNetlink) changes() []string {
 	var out []string
 	for _, c := range f.calls {
-		if !strings.HasPrefix(c, "LinkByName ") && !strings.HasPrefix(c, "AddrList ") {
+		if !strings.HasPrefix(c, "LinkByName ") && !strings.HasPrefix(c, "AddrList ") && c != "RuleList" {
 			out = append(out, c)
 		}
 	}
@@ -510,15 +536,53 @@ func TestLibipsec(t *testing.T) {
 	dpWantErr(t, err, `tunnel "a": `, `"ipsec0"`, "kernel-libipsec")
 	dpEqual(t, "Ensure without ipsec0", f.changes(), nil)
 
-	// charon creates ipsec0 (down here)
+	// charon creates ipsec0 (down here) and its rules; another rule stays
 	f.seed(&netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: "ipsec0"}, Mode: netlink.TUNTAP_MODE_TUN}, "10.1.1.1/32")
+	f.rules = []netlink.Rule{
+		{Priority: 220, Table: 220, Family: netlink.FAMILY_V4},
+		{Priority: 100, Table: 100, Family: netlink.FAMILY_V4},
+		{Priority: 220, Table: 220, Family: netlink.FAMILY_V6},
+	}
 	for _, tun := range []config.Tunnel{a, b, a, b} {
 		if err := p.Ensure(tun); err != nil {
 			t.Fatalf("Ensure(%s): %v", tun.Name, err)
 		}
 	}
 	dpEqual(t, "Ensure", f.changes(), []string{
+		"RuleDel pref 220 table 220 v4", "RuleDel pref 220 table 220 v6",
 		"LinkSetUp ipsec0", "AddrAdd ipsec0 169.254.10.1/30", "AddrAdd ipsec0 fd00:10::1/64"})
+	if len(f.rules) != 1 || f.rules[0].Priority != 100 {
+		t.Errorf("rules left: %+v, want only pref 100", f.rules)
+	}
+	if !strings.Contains(logs.String(), "removed charon's policy-routing rule") {
+		t.Errorf("the removal is not logged:\n%s", logs)
+	}
+
+	// a rule that cannot be removed is logged once, and is not the
+	// tunnel's error (the tunnel works)
+	f.rules = append(f.rules, netlink.Rule{Priority: 220, Table: 220, Family: netlink.FAMILY_V4})
+	f.fail["RuleDel"] = syscall.EPERM
+	logs.Reset()
+	for range 3 {
+		if err := p.Ensure(a); err != nil {
+			t.Fatalf("Ensure(a) with a rule that stays: %v", err)
+		}
+	}
+	if n := strings.Count(logs.String(), "rule stays"); n != 1 {
+		t.Errorf("%d log lines about the rule, want 1:\n%s", n, logs)
+	}
+	if !strings.Contains(logs.String(), "pref 220 lookup 220") {
+		t.Errorf("the log does not name the rule:\n%s", logs)
+	}
+	delete(f.fail, "RuleDel")
+	if err := p.Ensure(a); err != nil {
+		t.Fatalf("Ensure(a) once the rule can go: %v", err)
+	}
+	if len(f.rules) != 1 {
+		t.Errorf("rules left: %+v", f.rules)
+	}
+	f.changes()
+	logs.Reset()
 	dpEqual(t, "state", f.state(), []string{"ipsec0 tuntap up 10.1.1.1/32 169.254.10.1/30 fd00:10::1/64"})
 
 	// charon restarts: a new ipsec0 without our addresses

@@ -207,6 +207,19 @@ func TestIPsecTunnel(t *testing.T) {
 	assert.Equal(t, "ESTABLISHED", ip.IKEState)
 	assert.Len(t, ip.ChildSPIs, 2)
 	assert.Equal(t, "ipsec0", ip.Interface)
+	// charon (kernel-libipsec) adds "pref 220 lookup 220": the on-prem
+	// router keeps it; bgpgw removed it on the gateway, so that its routes
+	// alone steer into ipsec0.
+	opRules, err := x.opNS.IP(ctx, "rule", "show", "pref", "220")
+	require.NoError(t, err)
+	require.Contains(t, opRules, "lookup 220", "charon added no rule in this lab: the next check would prove nothing")
+	ruleCtx, ruleCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer ruleCancel()
+	require.NoError(t, lab.Poll(ruleCtx, 20*time.Millisecond, func() (bool, error) {
+		gwRules, err := x.gwNS.IP(ctx, "rule", "show", "pref", "220")
+		return strings.TrimSpace(gwRules) == "", err
+	}), "charon's rule is still on the gateway\n%s", x.diag())
+	assert.Contains(t, x.gw.LogTail(200), "removed charon's policy-routing rule")
 
 	probe, err := lab.BuildUDPProbe(ctx, x.l.Dir())
 	require.NoError(t, err)
