@@ -38,18 +38,21 @@ func (a *GoBGP) SetAnnouncements(ctx context.Context, desired map[string][]Annou
 			delete(desired, peer)
 		}
 	}
+	// Peers that held something and are given nothing lose everything:
+	// found from the peer lists alone, their gates close before any
+	// per-prefix work, even building the RIB (park.go).
+	emptied := emptiedPeers(a.holding, wantedPeers(desired, nil))
+	gates, gerrs := a.closeGates(ctx, emptied)
+	errs = append(errs, gerrs...)
 	want, conflicts := buildRIB(desired)
 	for _, c := range conflicts {
 		errs = append(errs, fmt.Errorf("announce %s: peers %s and %s want different attributes; one path per prefix", c.prefix, c.peers[0], c.peers[1]))
 	}
 	wanted := wantedPeers(desired, conflicts)
-	emptied := emptiedPeers(a.holding, wanted)
 	if len(emptied) == 0 {
-		errs = append(errs, a.apply(ctx, want, wanted, emptied, gateResult{})...)
+		errs = append(errs, a.apply(ctx, want, wanted, gates)...)
 		return errors.Join(errs...)
 	}
-	gates, gerrs := a.closeGates(ctx, emptied)
-	errs = append(errs, gerrs...)
 	// The withdrawal is queued in GoBGP; the rest is bookkeeping that
 	// would take the CPU from the UPDATEs going out (~10 ms at 10,000
 	// prefixes on 2 vCPUs): it runs after settleFor, or at the next call.
@@ -57,7 +60,7 @@ func (a *GoBGP) SetAnnouncements(ctx context.Context, desired map[string][]Annou
 	// else the call changes, for other peers, waits as long: a failover
 	// moves nothing to the surviving tunnels, they announce already.)
 	a.deferBookkeeping(func() []error {
-		errs := a.apply(context.Background(), want, wanted, emptied, gates)
+		errs := a.apply(context.Background(), want, wanted, gates)
 		a.signal()
 		return errs
 	})
@@ -66,21 +69,18 @@ func (a *GoBGP) SetAnnouncements(ctx context.Context, desired map[string][]Annou
 
 // apply is the part of SetAnnouncements after the emptied peers' gates
 // are closed (gates says which closed). Caller holds a.mu.
-func (a *GoBGP) apply(ctx context.Context, want map[netip.Prefix]*ribEntry, wanted map[string]bool, emptied []string, gates gateResult) []error {
+func (a *GoBGP) apply(ctx context.Context, want map[netip.Prefix]*ribEntry, wanted map[string]bool, gates gateResult) []error {
 	var errs []error
 	p := diff(a.rib, want)
-	if !slices.Equal(p.emptied, emptied) {
-		// Cannot happen: both are the peers that held something and get
-		// nothing. Should it, a soft reset of each puts them right.
-		errs = append(errs, fmt.Errorf("internal error: peers losing everything: %v by count, %v by prefix", emptied, p.emptied))
-		p.refresh = union(p.refresh, emptied, p.emptied)
-	}
-	// A peer whose gate did not close is withdrawn from the slow way: its
-	// paths are not parked (DeletePath withdraws them), its export set
-	// shrinks, and a soft reset sends the rest. So is one whose soft
+	// A peer losing everything whose gate is not closed (closing failed, or
+	// all its announcements lost a conflict) is withdrawn from the slow
+	// way: its paths are not parked (DeletePath withdraws them), its export
+	// set shrinks, and a soft reset sends the rest. So is one whose soft
 	// reset failed behind a closed gate (a second soft reset).
-	p.emptied = slices.DeleteFunc(p.emptied, func(peer string) bool { return !slices.Contains(gates.closed, peer) })
-	p.refresh = union(p.refresh, gates.notClosed, gates.notReset)
+	closed := func(peer string) bool { return slices.Contains(gates.closed, peer) }
+	slow := slices.DeleteFunc(slices.Clone(p.emptied), closed)
+	p.emptied = slices.DeleteFunc(p.emptied, func(peer string) bool { return !closed(peer) })
+	p.refresh = union(p.refresh, slow, gates.notReset)
 
 	reopen := a.reopening(wanted)
 	opened := map[string]bool{}

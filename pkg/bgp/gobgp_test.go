@@ -61,45 +61,54 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// startSpeaker starts a GoBGP speaker on 127.0.0.1:port, closed when the
+// test ends.
+func startSpeaker(t *testing.T, port int) *GoBGP {
+	t.Helper()
+	a, err := NewGoBGP(context.Background(), Global{ASN: 65515, RouterID: netip.MustParseAddr("192.0.2.1"), ListenPort: port,
+		ListenAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(a.Close)
+	return a
+}
+
+// tunnelPeer is the session config toward a stand-in peer.
+func tunnelPeer(name string, p *bgptest.Peer, port int, asn uint32) PeerConfig {
+	return PeerConfig{Name: name, Kind: KindTunnel, Address: p.Addr, LocalAddress: netip.MustParseAddr("127.0.0.1"),
+		Port: port, PeerASN: asn, MaxPrefixes: 100, HoldTime: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: time.Second}
+}
+
+// waitEstablished waits until the speaker has n sessions, all established.
+func waitEstablished(t *testing.T, a *GoBGP, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d sessions established", n), func() bool {
+		st, err := a.Status(context.Background())
+		return err == nil && len(st) == n && !slices.ContainsFunc(st, func(p PeerStatus) bool { return p.State != StateEstablished })
+	})
+}
+
+// has reports whether p holds exactly the prefixes want.
+func has(t *testing.T, p *bgptest.Peer, want ...netip.Prefix) func() bool {
+	return func() bool {
+		got := routes(t, p)
+		return len(got) == len(want) && !slices.ContainsFunc(want, func(w netip.Prefix) bool { _, ok := got[w]; return !ok })
+	}
+}
+
 func TestPerPeerAnnouncementsWithRealPeers(t *testing.T) {
 	// Registered first, so it runs after every other cleanup has stopped its speaker.
 	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
 	ctx := context.Background()
 	port := freePort(t)
-	a, err := NewGoBGP(ctx, Global{ASN: 65515, RouterID: netip.MustParseAddr("192.0.2.1"), ListenPort: port,
-		ListenAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	defer a.Close()
+	a := startSpeaker(t, port)
 	b := startPeer(t, "127.0.0.2", 65010, port, "127.0.0.1")
 	c := startPeer(t, "127.0.0.3", 65020, port, "127.0.0.1")
-	peer := func(name string, p *bgptest.Peer, asn uint32) PeerConfig {
-		return PeerConfig{Name: name, Kind: KindTunnel, Address: p.Addr, LocalAddress: netip.MustParseAddr("127.0.0.1"),
-			Port: port, PeerASN: asn, MaxPrefixes: 100, HoldTime: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: time.Second}
-	}
-	require.NoError(t, a.SetPeers(ctx, []PeerConfig{peer("b", b, 65010), peer("c", c, 65020)}))
-	waitFor(t, "both sessions established", func() bool {
-		st, err := a.Status(ctx)
-		return err == nil && len(st) == 2 && st[0].State == StateEstablished && st[1].State == StateEstablished
-	})
-
-	has := func(p *bgptest.Peer, want ...netip.Prefix) func() bool {
-		return func() bool {
-			got := routes(t, p)
-			if len(got) != len(want) {
-				return false
-			}
-			for _, w := range want {
-				if _, ok := got[w]; !ok {
-					return false
-				}
-			}
-			return true
-		}
-	}
+	require.NoError(t, a.SetPeers(ctx, []PeerConfig{tunnelPeer("b", b, port, 65010), tunnelPeer("c", c, port, 65020)}))
+	waitEstablished(t, a, 2)
 	// Different sets per peer.
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pA}, {Prefix: pB}}, "c": {{Prefix: pA}}}))
-	waitFor(t, "b has A and B", has(b, pA, pB))
-	waitFor(t, "c has A only", has(c, pA))
+	waitFor(t, "b has A and B", has(t, b, pA, pB))
+	waitFor(t, "c has A only", has(t, c, pA))
 	// Sessions is Status without Announced.
 	full, err := a.Status(ctx)
 	require.NoError(t, err)
@@ -113,8 +122,8 @@ func TestPerPeerAnnouncementsWithRealPeers(t *testing.T) {
 
 	// Move B from b to c: b gets a withdrawal, c the announcement.
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pA}}, "c": {{Prefix: pA}, {Prefix: pB}}}))
-	waitFor(t, "B withdrawn from b", has(b, pA))
-	waitFor(t, "B announced to c", has(c, pA, pB))
+	waitFor(t, "B withdrawn from b", has(t, b, pA))
+	waitFor(t, "B announced to c", has(t, c, pA, pB))
 
 	// New attributes reach every peer that has the prefix.
 	gshut := Announcement{Prefix: pA, Prepend: 2, Communities: []uint32{CommunityGracefulShutdown}}
@@ -125,10 +134,17 @@ func TestPerPeerAnnouncementsWithRealPeers(t *testing.T) {
 		})
 	}
 
+	// c's only announcement loses a conflict (b owns A with other
+	// attributes): an error names it, and c loses everything the slow way.
+	err = a.SetAnnouncements(ctx, map[string][]Announcement{"b": {gshut}, "c": {{Prefix: pA}}})
+	assert.ErrorContains(t, err, "peers b and c want different attributes")
+	waitFor(t, "c empty after the conflict", has(t, c))
+	assert.True(t, has(t, b, pA)(), "b keeps A")
+
 	// Withdraw everything.
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{}))
-	waitFor(t, "b empty", has(b))
-	waitFor(t, "c empty", has(c))
+	waitFor(t, "b empty", has(t, b))
+	waitFor(t, "c empty", has(t, c))
 
 	st, err := a.Status(ctx)
 	require.NoError(t, err)
@@ -166,65 +182,47 @@ func TestEmptiedPeersAndParkedPaths(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
 	ctx := context.Background()
 	port := freePort(t)
-	a, err := NewGoBGP(ctx, Global{ASN: 65515, RouterID: netip.MustParseAddr("192.0.2.1"), ListenPort: port,
-		ListenAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	defer a.Close()
+	a := startSpeaker(t, port)
 	a.mu.Lock()
 	a.parkFor = 3 * time.Second
 	a.mu.Unlock()
 	b := startPeer(t, "127.0.0.2", 65010, port, "127.0.0.1")
 	c := startPeer(t, "127.0.0.3", 65020, port, "127.0.0.1")
-	peer := func(name string, p *bgptest.Peer, asn uint32) PeerConfig {
-		return PeerConfig{Name: name, Kind: KindTunnel, Address: p.Addr, LocalAddress: netip.MustParseAddr("127.0.0.1"),
-			Port: port, PeerASN: asn, MaxPrefixes: 100, HoldTime: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: time.Second}
-	}
+	peer := func(name string, p *bgptest.Peer, asn uint32) PeerConfig { return tunnelPeer(name, p, port, asn) }
 	require.NoError(t, a.SetPeers(ctx, []PeerConfig{peer("b", b, 65010), peer("c", c, 65020)}))
-	waitFor(t, "both sessions established", func() bool {
-		st, err := a.Status(ctx)
-		return err == nil && len(st) == 2 && st[0].State == StateEstablished && st[1].State == StateEstablished
-	})
-	has := func(p *bgptest.Peer, want ...netip.Prefix) func() bool {
-		return func() bool {
-			got := routes(t, p)
-			return len(got) == len(want) && !slices.ContainsFunc(want, func(w netip.Prefix) bool { _, ok := got[w]; return !ok })
-		}
-	}
+	waitEstablished(t, a, 2)
 	both := []Announcement{{Prefix: pA}, {Prefix: pB}}
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": both, "c": both}))
-	waitFor(t, "b has A and B", has(b, pA, pB))
-	waitFor(t, "c has A and B", has(c, pA, pB))
+	waitFor(t, "b has A and B", has(t, b, pA, pB))
+	waitFor(t, "c has A and B", has(t, c, pA, pB))
 
 	// b loses everything (its tunnel failed), c keeps both.
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"c": both}))
-	waitFor(t, "b empty", has(b))
-	assert.True(t, has(c, pA, pB)(), "c keeps A and B")
+	waitFor(t, "b empty", has(t, b))
+	assert.True(t, has(t, c, pA, pB)(), "c keeps A and B")
 	// b is wanted again, for A only: its gate opens, B (left in its export
 	// set behind the closed gate) is not sent.
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pA}}, "c": both}))
-	waitFor(t, "b has A again", has(b, pA))
+	waitFor(t, "b has A again", has(t, b, pA))
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": both, "c": both}))
-	waitFor(t, "b has A and B again", has(b, pA, pB))
+	waitFor(t, "b has A and B again", has(t, b, pA, pB))
 	// Closed again, and a policy rebuild (a peer added) in between.
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"c": both}))
-	waitFor(t, "b empty", has(b))
+	waitFor(t, "b empty", has(t, b))
 	d := startPeer(t, "127.0.0.4", 65030, port, "127.0.0.1")
 	require.NoError(t, a.SetPeers(ctx, []PeerConfig{peer("b", b, 65010), peer("c", c, 65020), peer("d", d, 65030)}))
-	waitFor(t, "d established", func() bool {
-		st, err := a.Status(ctx)
-		return err == nil && len(st) == 3 && st[2].State == StateEstablished
-	})
+	waitEstablished(t, a, 3)
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pB}}, "c": both}))
-	waitFor(t, "b has B", has(b, pB))
+	waitFor(t, "b has B", has(t, b, pB))
 	assert.Empty(t, routes(t, d), "d gets nothing")
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": both, "c": both}))
-	waitFor(t, "b has A and B again", has(b, pA, pB))
+	waitFor(t, "b has A and B again", has(t, b, pA, pB))
 
 	// Everybody loses everything (an instance-scope check failed): the
 	// paths are parked, not deleted.
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{}))
-	waitFor(t, "b empty", has(b))
-	waitFor(t, "c empty", has(c))
+	waitFor(t, "b empty", has(t, b))
+	waitFor(t, "c empty", has(t, c))
 	st, err := a.Status(ctx)
 	require.NoError(t, err)
 	for _, p := range st {
@@ -238,20 +236,20 @@ func TestEmptiedPeersAndParkedPaths(t *testing.T) {
 	// stays parked and the sweeper deletes it.
 	gshut := Announcement{Prefix: pB, Communities: []uint32{CommunityGracefulShutdown}}
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pA}}, "c": {gshut}}))
-	waitFor(t, "b has A", has(b, pA))
+	waitFor(t, "b has A", has(t, b, pA))
 	waitFor(t, "c has B with the community", func() bool {
 		r := routes(t, c)
 		return len(r) == 1 && slices.Equal(r[pB], []uint32{CommunityGracefulShutdown})
 	})
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pA}}}))
-	waitFor(t, "c empty again", has(c))
+	waitFor(t, "c empty again", has(t, c))
 	waitFor(t, "B's parked path swept from the RIB", func() bool {
 		return slices.Equal(localPaths(t, a), []netip.Prefix{pA})
 	})
 	a.mu.Lock()
 	assert.Len(t, a.rib, 1, "the applied RIB forgets the swept path")
 	a.mu.Unlock()
-	assert.True(t, has(b, pA)(), "b keeps A through the sweep")
+	assert.True(t, has(t, b, pA)(), "b keeps A through the sweep")
 }
 
 // TestRandomAnnouncementsReachPeers applies random desired states to three
@@ -263,10 +261,7 @@ func TestRandomAnnouncementsReachPeers(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
 	ctx := context.Background()
 	port := freePort(t)
-	a, err := NewGoBGP(ctx, Global{ASN: 65515, RouterID: netip.MustParseAddr("192.0.2.1"), ListenPort: port,
-		ListenAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	defer a.Close()
+	a := startSpeaker(t, port)
 	a.mu.Lock()
 	a.parkFor = 300 * time.Millisecond // the sweeper runs during the test
 	a.mu.Unlock()
@@ -274,17 +269,12 @@ func TestRandomAnnouncementsReachPeers(t *testing.T) {
 	peers := map[string]*bgptest.Peer{}
 	var cfgs []PeerConfig
 	for i, name := range names {
-		addr := fmt.Sprintf("127.0.0.%d", i+2)
 		asn := uint32(65010 + 10*i)
-		peers[name] = startPeer(t, addr, asn, port, "127.0.0.1")
-		cfgs = append(cfgs, PeerConfig{Name: name, Kind: KindTunnel, Address: peers[name].Addr, LocalAddress: netip.MustParseAddr("127.0.0.1"),
-			Port: port, PeerASN: asn, MaxPrefixes: 100, HoldTime: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: time.Second})
+		peers[name] = startPeer(t, fmt.Sprintf("127.0.0.%d", i+2), asn, port, "127.0.0.1")
+		cfgs = append(cfgs, tunnelPeer(name, peers[name], port, asn))
 	}
 	require.NoError(t, a.SetPeers(ctx, cfgs))
-	waitFor(t, "sessions established", func() bool {
-		st, err := a.Status(ctx)
-		return err == nil && len(st) == 3 && !slices.ContainsFunc(st, func(p PeerStatus) bool { return p.State != StateEstablished })
-	})
+	waitEstablished(t, a, 3)
 	prefixes := []netip.Prefix{pA, pB, netip.MustParsePrefix("10.30.0.0/16"), netip.MustParsePrefix("10.40.0.0/16")}
 	rng := rand.New(rand.NewPCG(7, 8))
 	random := func() map[string][]Announcement {

@@ -112,10 +112,10 @@ func (a *GoBGP) finishDeferred() []error {
 	return errs
 }
 
-// gateResult is what closeGates did: the gates it closed, those it could
-// not close, and closed ones whose soft reset failed.
+// gateResult is what closeGates did: the gates it closed, and closed ones
+// whose soft reset failed.
 type gateResult struct {
-	closed, notClosed, notReset []string
+	closed, notReset []string
 }
 
 // closeGates withdraws everything from peers that lose everything: their
@@ -126,7 +126,6 @@ func (a *GoBGP) closeGates(ctx context.Context, peers []string) (gateResult, []e
 	for _, peer := range peers {
 		if err := a.setGate(ctx, peer, false); err != nil {
 			errs = append(errs, err)
-			r.notClosed = append(r.notClosed, peer)
 			continue
 		}
 		r.closed = append(r.closed, peer)
