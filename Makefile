@@ -11,9 +11,12 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/bgpgw ./cmd/bgpgw
 
-# Debian packages for the lab (FRR, strongSwan, iproute2, nftables).
+# Debian packages for the lab (FRR, strongSwan and its plugin packages,
+# tcpdump, iproute2, nftables), installed when missing, then verified (FRR's
+# daemons, charon's plugins, the tools): a missing piece stops here with one
+# line naming it. DEPS=check verifies without installing anything.
 deps:
-	./scripts/install-deps.sh
+	./scripts/install-deps.sh $(if $(filter check,$(DEPS)),--check)
 	$(GO) mod download
 
 lint:

@@ -38,15 +38,25 @@ func main() {
 	verbose := flag.Bool("v", false, "log the lab's progress")
 	logDir := flag.String("logs", "", "copy the nodes' daemon logs here after each fault")
 	merge := flag.String("merge", "", "start from this JSON report: its results for the topologies and stacks run again are replaced")
+	interval := flag.Duration("interval", failover.DefaultInterval, "probe traffic: interval between the datagrams of a flow")
+	flows := flag.Int("flows", 4, "probe traffic: flows each way")
+	tries := flag.Int("tries", failover.DefaultTries, "tries of a fault whose data plane is lossy before it")
 	flag.Parse()
-	code, err := run(*topologies, *stacks, *faults, *flap, *out, *svgDir, *report, *ci, *verbose, *logDir, *merge)
+	traffic := traffic{interval: *interval, flows: *flows, tries: *tries}
+	code, err := run(*topologies, *stacks, *faults, *flap, *out, *svgDir, *report, *ci, *verbose, *logDir, *merge, traffic)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "failover:", err)
 	}
 	os.Exit(code)
 }
 
-func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, report string, ci, verbose bool, logDir, merge string) (int, error) {
+// traffic is how the probe loads the lab's data plane.
+type traffic struct {
+	interval     time.Duration
+	flows, tries int
+}
+
+func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, report string, ci, verbose bool, logDir, merge string, tr traffic) (int, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "bgpgw-failover-")
@@ -72,11 +82,12 @@ func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, rep
 		logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	}
 	opts := failover.Options{Dir: "test/containerlab", BgpgwBin: bgpgw, ProbeBin: probe,
-		Flows: 4, Interval: time.Millisecond, Before: 2 * time.Second, After: 4 * time.Second,
+		Flows: tr.flows, Interval: tr.interval, Tries: tr.tries, Before: 2 * time.Second, After: 4 * time.Second,
 		FlapFor: flap, Recover: 60 * time.Second, Logf: logf, LogDir: logDir,
 		OnResult: func(r failover.Result) {
-			fmt.Fprintf(os.Stderr, "%-15s %-12s %-10s lost %6d  converged %s  recovered %v %s\n",
-				r.Topology, r.Fault, r.Stack, r.Lost(), failover.FormatMs(r.ConvergedMs), r.Recovered, r.Error)
+			fmt.Fprintf(os.Stderr, "%-15s %-12s %-10s lost %6d (+%d probe)  converged %s  recovered %v  tries %d %s\n",
+				r.Topology, r.Fault, r.Stack, r.NetworkLost(), r.ProbeDrops(), failover.FormatMs(r.ConvergedMs), r.Recovered,
+				len(r.Retried)+1, r.Error)
 		}}
 	rep := failover.Report{Machine: machine(), Started: time.Now().UTC()}
 	if merge != "" {

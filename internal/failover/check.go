@@ -12,7 +12,9 @@ import (
 const MaxUnplannedOutageMs = 1000
 
 // Check returns the violations of r that fail CI (none: nil): the run
-// failed or measured no traffic; a planned fault lost a datagram; an
+// failed or measured no traffic; a planned fault lost a datagram (one
+// the probe's own socket dropped, Direction.ProbeDrops, is not held against
+// it); an
 // unplanned fault's outage exceeded MaxUnplannedOutageMs in either
 // direction; kernel routes were left stale; the pair did not recover.
 func Check(r Result) []string {
@@ -27,8 +29,12 @@ func Check(r Result) []string {
 		switch {
 		case d.Sent == 0:
 			v = append(v, fmt.Sprintf("%s: no datagrams sent", d.Name))
-		case r.Planned && d.Lost > 0:
-			v = append(v, fmt.Sprintf("%s: planned fault lost %d datagrams", d.Name, d.Lost))
+		case r.Planned && d.NetworkLost() > 0:
+			msg := fmt.Sprintf("%s: planned fault lost %d datagrams", d.Name, d.NetworkLost())
+			if d.ProbeDrops > 0 {
+				msg += fmt.Sprintf(" (and %d more dropped by the probe's own sockets)", d.ProbeDrops)
+			}
+			v = append(v, msg)
 		case !r.Planned && d.OutageMs > MaxUnplannedOutageMs:
 			v = append(v, fmt.Sprintf("%s: outage %s > %s", d.Name, FormatMs(d.OutageMs), FormatMs(MaxUnplannedOutageMs)))
 		}
@@ -154,7 +160,7 @@ func evalPlanned(rs []Result) (string, bool) {
 	lost, worstLost := 0, ""
 	drain, worstDrain, drainKnown := -1.0, "", true
 	for _, r := range rs {
-		if n := r.Lost(); n > 0 {
+		if n := r.NetworkLost(); n > 0 {
 			lost += n
 			worstLost = r.Topology + " " + r.Fault
 		}

@@ -31,6 +31,16 @@ func TestCheck(t *testing.T) {
 		{"planned lost one", outage("aa", StackBgpgw, FaultDrain, 0, 1),
 			[]string{"cloud->on-prem: planned fault lost 1 datagrams"}},
 		{"planned lost none", outage("aa", StackBgpgw, FaultSIGTERM, 0, 0), nil},
+		{"planned, every loss the probe's own", func() Result {
+			r := outage("aa", StackBgpgw, FaultDrain, 0, 3)
+			r.Directions[1].ProbeDrops = 3
+			return r
+		}(), nil},
+		{"planned, more lost than the probe dropped", func() Result {
+			r := outage("aa", StackBgpgw, FaultDrain, 0, 5)
+			r.Directions[1].ProbeDrops = 3
+			return r
+		}(), []string{"cloud->on-prem: planned fault lost 2 datagrams (and 3 more dropped by the probe's own sockets)"}},
 		{"not recovered", func() Result {
 			r := outage("aa", StackBgpgw, FaultUplinkDown, 10, 10)
 			r.Recovered = false
@@ -170,4 +180,31 @@ func TestFormatMs(t *testing.T) {
 	for ms, want := range map[float64]string{-1: "-", 0: "0 ms", 0.25: "0.3 ms", 12: "12 ms", 999.94: "999.9 ms", 1000: "1.00 s", 7215: "7.21 s"} {
 		assert.Equal(t, want, FormatMs(ms), "%v", ms)
 	}
+}
+
+// TestLossBeforeFault: a loss run that began more than CleanGuard before the
+// fault makes the try lossy before it, wherever the run ends; later runs
+// are the fault's. The runs' measured start times win over the planned
+// schedule (a sender that gave up slots sent seq n later than planned).
+func TestLossBeforeFault(t *testing.T) {
+	clean := outage("aa", StackBgpgw, FaultSilent, 300, 300) // runs start at the fault
+	assert.Empty(t, clean.LossBeforeFault())
+
+	early := result("aa", StackBgpgw, FaultDrain,
+		dir(DirOnPremToCloud, flow(0, 6000, [2]uint64{1001, 1010}, [2]uint64{2001, 2005}), flow(1, 6000, [2]uint64{1500, 2500})),
+		dir(DirCloudToOnPrem, flow(0, 6000)))
+	assert.Equal(t, "on-prem->cloud lost 1011 datagrams before the fault (from 1.00 s before it)", early.LossBeforeFault())
+
+	// Within the guard: datagrams on their way when the fault hit.
+	guard := result("aa", StackBgpgw, FaultKillCharon,
+		dir(DirOnPremToCloud, flow(0, 6000, [2]uint64{1960, 2100})), dir(DirCloudToOnPrem, flow(0, 6000)))
+	assert.Empty(t, guard.LossBeforeFault())
+
+	// Seq 1001 was planned 1 s before the fault but sent 10 ms after it.
+	late := result("aa", StackBgpgw, FaultDrain,
+		dir(DirOnPremToCloud, flow(0, 6000, [2]uint64{1001, 1010})), dir(DirCloudToOnPrem, flow(0, 6000)))
+	late.Directions[0].Flows[0].LossRunStartNs = []int64{t0 + 2*sec + 10e6}
+	assert.Empty(t, late.LossBeforeFault())
+	late.Directions[0].Flows[0].LossRunStartNs = []int64{t0 + 2*sec - 60e6}
+	assert.Contains(t, late.LossBeforeFault(), "lost 10 datagrams before the fault (from 60 ms before it)")
 }

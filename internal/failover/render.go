@@ -58,18 +58,32 @@ func row(r Result) []string {
 	}
 	lost, recovered := "-", "-"
 	if r.Error == "" {
-		lost = strconv.Itoa(r.Lost())
+		lost = strconv.Itoa(r.NetworkLost())
+		if n := r.ProbeDrops(); n > 0 {
+			lost += fmt.Sprintf(" (+%d probe)", n)
+		}
 		recovered = "no"
 		if r.Recovered {
 			recovered = "yes"
 		}
 	}
 	return []string{r.Topology, r.Fault, r.Stack, out(DirOnPremToCloud), out(DirCloudToOnPrem),
-		lost, FormatMs(r.ConvergedMs), recovered, verdict(r)}
+		lost, FormatMs(r.ConvergedMs), recovered, strconv.Itoa(len(r.Retried) + 1), verdict(r)}
 }
 
+// The "lost" column is what the network lost; "(+N probe)" adds datagrams
+// the probe's own sockets dropped. "tries": a try whose data plane was
+// lossy before the fault is thrown away and the fault run again.
 var tableHeader = []string{"topology", "fault", "stack", "outage " + DirOnPremToCloud, DirCloudToOnPrem,
-	"lost", "converged", "recovered", "verdict"}
+	"lost", "converged", "recovered", "tries", "verdict"}
+
+// retriedNote says why the earlier tries of r were thrown away, "" if none were.
+func retriedNote(r Result) string {
+	if len(r.Retried) == 0 {
+		return ""
+	}
+	return "retried, lossy before the fault: " + strings.Join(r.Retried, "; ")
+}
 
 // Table writes the results as a terminal table, bgpgw and hand-built rows
 // adjacent, then every violation (the hand-built stack's as the reference).
@@ -99,6 +113,16 @@ func Table(w io.Writer, rep Report) error {
 			ref = " (reference)"
 		}
 		fmt.Fprintf(bw, "  %s %s %s%s: %s\n", r.Topology, r.Fault, r.Stack, ref, strings.Join(vs, "; "))
+	}
+	first = true
+	for _, r := range results {
+		if n := retriedNote(r); n != "" {
+			if first {
+				fmt.Fprintln(bw, "\nretried (a try whose data plane lost datagrams before the fault measures the lab's load, not the fault):")
+				first = false
+			}
+			fmt.Fprintf(bw, "  %s %s %s: %s\n", r.Topology, r.Fault, r.Stack, n)
+		}
 	}
 	return bw.Flush()
 }
@@ -155,7 +179,10 @@ func Markdown(w io.Writer, rep Report, svgDir string) error {
 
 	p("\n## Results\n\n")
 	p("Outage: the longest run of lost datagrams on any flow, per direction. Converged: from the fault until\n")
-	p("the FRR routers had settled. Verdict: lost nothing if planned, outage <= 1 s if not, no stale routes, recovered.\n\n")
+	p("the FRR routers had settled. Lost: what the network lost; (+N probe): datagrams the probe's own receiving\n")
+	p("sockets dropped, not held against the gateway. Tries: a try whose data plane lost datagrams before the fault\n")
+	p("measures the lab's load, not the fault, and is run again (see Notes). Verdict: lost nothing if planned,\n")
+	p("outage <= 1 s if not, no stale routes, recovered.\n\n")
 	p("| %s | timeline |\n", strings.Join(tableHeader, " | "))
 	p("|%s --- |\n", strings.Repeat(" --- |", len(tableHeader)))
 	results := ordered(rep.Results)
@@ -176,8 +203,8 @@ func Markdown(w io.Writer, rep Report, svgDir string) error {
 		if vs := Check(r); len(vs) > 0 {
 			fails = append(fails, fmt.Sprintf("- %s: %s\n", mdEscape(id), mdEscape(strings.Join(vs, "; "))))
 		}
-		if r.Notes != "" {
-			notes = append(notes, fmt.Sprintf("- %s: %s\n", mdEscape(id), mdEscape(r.Notes)))
+		if n := strings.TrimSpace(r.Notes + " " + retriedNote(r)); n != "" {
+			notes = append(notes, fmt.Sprintf("- %s: %s\n", mdEscape(id), mdEscape(n)))
 		}
 	}
 	if len(fails) > 0 {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/bgpgw/bgpgw/internal/lab"
@@ -83,6 +84,10 @@ type Result struct {
 	ClearedAtNs int64 `json:"cleared_at_ns,omitempty"`
 	// Error: the run could not be measured; the figures are not valid.
 	Error string `json:"error,omitempty"`
+	// Retried lists, for every earlier try of this fault that was thrown
+	// away, why: its data plane was lossy before the fault (see
+	// LossBeforeFault). The figures are the last try's.
+	Retried []string `json:"retried,omitempty"`
 }
 
 // NewResult returns a Result with nothing measured yet: the durations and
@@ -100,6 +105,10 @@ type Direction struct {
 	// OutageMs: the longest run of missing datagrams on any flow, times
 	// the interval.
 	OutageMs float64 `json:"outage_ms"`
+	// ProbeDrops: among Lost, the datagrams the receiver's own sockets
+	// dropped (receive buffer full: the probe was not scheduled in time).
+	// The network lost Lost - ProbeDrops at least.
+	ProbeDrops int `json:"probe_drops,omitempty"`
 	// SenderSkipped: schedule slots the sender gave up; when non-zero the
 	// send times of later datagrams, and so the timeline, are approximate.
 	SenderSkipped int    `json:"sender_skipped,omitempty"`
@@ -120,20 +129,33 @@ type Flow struct {
 	// run when GapsTruncated.
 	LossRuns      [][2]uint64 `json:"loss_runs,omitempty"`
 	GapsTruncated bool        `json:"gaps_truncated,omitempty"`
+	// LossRunStartNs: for each loss run, when its first missing datagram
+	// was sent (estimated from the one received before it; 0: unknown).
+	// Unlike StartNs + (n-1) x IntervalNs it stays right after the sender
+	// gave up schedule slots.
+	LossRunStartNs []int64 `json:"loss_run_start_ns,omitempty"`
 }
 
 // NewDirection converts one direction of lab probe traffic.
 func NewDirection(name string, t lab.TrafficReport) Direction {
 	d := Direction{Name: name, Sent: t.Sent, Lost: t.Lost, OutageMs: ms(t.MaxOutage),
-		SenderSkipped: t.SenderSkipped}
+		ProbeDrops: t.ProbeDrops, SenderSkipped: t.SenderSkipped}
 	for _, f := range t.Flows {
 		var start int64
 		if !f.Start.IsZero() {
 			start = f.Start.UnixNano()
 		}
-		d.Flows = append(d.Flows, Flow{Flow: f.Flow, StartNs: start, IntervalNs: int64(t.Interval),
+		fl := Flow{Flow: f.Flow, StartNs: start, IntervalNs: int64(t.Interval),
 			Sent: f.Sent, Lost: f.Lost, OutageMs: ms(f.Outage),
-			LossRuns: f.LossRuns, GapsTruncated: f.GapsTruncated})
+			LossRuns: f.LossRuns, GapsTruncated: f.GapsTruncated}
+		for _, at := range f.LossRunStarts {
+			var ns int64
+			if !at.IsZero() {
+				ns = at.UnixNano()
+			}
+			fl.LossRunStartNs = append(fl.LossRunStartNs, ns)
+		}
+		d.Flows = append(d.Flows, fl)
 	}
 	return d
 }
@@ -157,6 +179,72 @@ func (r *Result) Lost() int {
 		n += d.Lost
 	}
 	return n
+}
+
+// ProbeDrops is the number of datagrams the probe's own sockets dropped in
+// all directions (among Lost).
+func (r *Result) ProbeDrops() int {
+	n := 0
+	for _, d := range r.Directions {
+		n += d.ProbeDrops
+	}
+	return n
+}
+
+// NetworkLost is what the network lost, at least: Lost less the probe's
+// own drops.
+func (d Direction) NetworkLost() int { return max(0, d.Lost-d.ProbeDrops) }
+
+// NetworkLost is what the network lost in all directions, at least.
+func (r *Result) NetworkLost() int {
+	n := 0
+	for _, d := range r.Directions {
+		n += d.NetworkLost()
+	}
+	return n
+}
+
+// CleanGuard is how long before the fault a loss may begin and still be
+// the fault's: datagrams sent just before it may be on their way (queued
+// in charon's userspace ESP) when the fault hits.
+const CleanGuard = 50 * time.Millisecond
+
+// LossBeforeFault says how the data plane lost datagrams before the fault
+// (a loss run that began more than CleanGuard before FaultAtNs), "" when it
+// was clean. A run lossy before the fault measures the lab's load, not the
+// fault: the suite throws it away and tries again.
+func (r *Result) LossBeforeFault() string {
+	if r.FaultAtNs == 0 {
+		return ""
+	}
+	limit := r.FaultAtNs - int64(CleanGuard)
+	var parts []string
+	for _, d := range r.Directions {
+		lost, first := 0, int64(0)
+		for _, f := range d.Flows {
+			for i, run := range f.LossRuns {
+				at := int64(0)
+				if i < len(f.LossRunStartNs) {
+					at = f.LossRunStartNs[i]
+				}
+				if at == 0 && f.StartNs != 0 { // older reports: the planned time
+					at = f.StartNs + int64(run[0]-1)*f.IntervalNs
+				}
+				if at == 0 || at >= limit {
+					continue
+				}
+				lost += int(run[1] - run[0] + 1)
+				if first == 0 || at < first {
+					first = at
+				}
+			}
+		}
+		if lost > 0 {
+			parts = append(parts, fmt.Sprintf("%s lost %d datagrams before the fault (from %s before it)",
+				d.Name, lost, FormatMs(float64(r.FaultAtNs-first)/1e6)))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // WriteJSON writes the report to path (atomically, creating the directory).

@@ -58,9 +58,12 @@ func sample() Report {
 	drain := result("active-active", StackBgpgw, FaultDrain,
 		dir(DirOnPremToCloud, flow(0, 6000)), dir(DirCloudToOnPrem, flow(0, 6000)))
 	drain.DrainMs, drain.ConvergedMs = 1210, 1300
+	drain.Retried = []string{"try 1: on-prem->cloud lost 40 datagrams before the fault (from 1.20 s before it)"}
 	drainHB := result("active-active", StackHandBuilt, FaultDrain,
 		dir(DirOnPremToCloud, flow(0, 6000)), dir(DirCloudToOnPrem, flow(0, 6000)))
 	drainHB.DrainMs, drainHB.ConvergedMs = 2050, 2100
+	drainHB.Directions[1] = dir(DirCloudToOnPrem, flow(0, 6000, [2]uint64{3001, 3002}))
+	drainHB.Directions[1].ProbeDrops = 2 // both the probe's own: still ok
 
 	kill := result("active-standby", StackBgpgw, FaultKillDaemon,
 		dir(DirOnPremToCloud, flow(0, 6000, [2]uint64{2001, 3500})), dir(DirCloudToOnPrem, flow(0, 6000, [2]uint64{2001, 2060})))

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,6 +51,10 @@ type Options struct {
 	After    time.Duration // traffic after the fault (or after a long fault ends)
 	FlapFor  time.Duration // how long the tunnel flaps
 	Recover  time.Duration // how long the pair may take to come back
+	// Tries bounds the tries of one fault (0: DefaultTries): a try whose
+	// data plane lost datagrams before the fault measures the lab's load,
+	// not the fault, and is thrown away (Result.Retried says why).
+	Tries    int
 	Logf     func(string, ...any)
 	OnResult func(Result) // called after every result
 	// LogDir, when set, receives every node's daemon logs after each fault
@@ -398,18 +403,42 @@ func (r *runner) one(ctx context.Context, fault string) Result {
 			return res
 		}
 	}
-	res := NewResult(r.topology, r.stack, fault)
-	if g != r.gw {
-		res.Notes = "on " + g.node.Name
+	tries := cmp.Or(r.opts.Tries, DefaultTries)
+	var retried []string
+	var res Result
+	for try := 1; ; try++ {
+		res = NewResult(r.topology, r.stack, fault)
+		if g != r.gw {
+			res.Notes = "on " + g.node.Name
+		}
+		r.logf("failover %s (%s): %s on %s (try %d of %d)", r.topology, r.stack, fault, g.node.Name, try, tries)
+		if err := r.measure(ctx, g, fault, &res); err != nil {
+			res.Error = err.Error()
+			r.logf("failover %s (%s): %s: %v", r.topology, r.stack, fault, err)
+			break
+		}
+		lossy := res.LossBeforeFault()
+		if lossy == "" {
+			break
+		}
+		r.logf("failover %s (%s): %s: try %d not measured: %s", r.topology, r.stack, fault, try, lossy)
+		if try >= tries || ctx.Err() != nil {
+			res.Error = fmt.Sprintf("lossy before the fault (try %d of %d): %s", try, tries, lossy)
+			break
+		}
+		retried = append(retried, fmt.Sprintf("try %d: %s", try, lossy))
 	}
-	r.logf("failover %s (%s): %s on %s", r.topology, r.stack, fault, g.node.Name)
-	if err := r.measure(ctx, g, fault, &res); err != nil {
-		res.Error = err.Error()
-		r.logf("failover %s (%s): %s: %v", r.topology, r.stack, fault, err)
-	}
+	res.Retried = retried
 	r.saveLogs(fault)
 	return res
 }
+
+// DefaultTries is Options.Tries when unset.
+const DefaultTries = 3
+
+// DefaultInterval is the probe's interval between the datagrams of a flow
+// in the suite's runs.
+const DefaultInterval = time.Millisecond
 
 // saveLogs copies the nodes' daemon logs to Options.LogDir.
 func (r *runner) saveLogs(fault string) {

@@ -48,6 +48,11 @@ type TrafficReport struct {
 	Flows    []FlowReport
 	// Sums over the flows.
 	Sent, Received, Lost, SendErrors int
+	// ProbeDrops are datagrams that reached the receiver and were dropped
+	// by its own sockets (receive buffer full: the receiver was not
+	// scheduled in time). They are among Lost: Lost - ProbeDrops is what the
+	// network lost, at least.
+	ProbeDrops int
 	// MaxOutage is the longest run of missing datagrams across the flows,
 	// as a duration (run length x interval).
 	MaxOutage time.Duration
@@ -76,6 +81,7 @@ type FlowReport struct {
 	OutageMeasured   time.Duration // the same gap measured from the send timestamps around it
 	FinReceived      bool          // the receiver got the sender's last seq
 	ReceiverLostOnly int           // lost as counted by the receiver alone
+	ProbeDrops       int           // among Lost: dropped by the receiver's socket, see TrafficReport
 	// Start is the planned send time of seq 1: seq n was sent at about
 	// Start + (n-1) x interval (later by whole intervals after the sender
 	// gave up schedule slots, see TrafficReport.SenderSkipped).
@@ -85,6 +91,9 @@ type FlowReport struct {
 	// most 10,000 runs: GapsTruncated says later runs were left out.
 	LossRuns      [][2]uint64
 	GapsTruncated bool
+	// LossRunStarts holds, for each listed loss run, the estimated send
+	// time of its first missing datagram: when the loss began.
+	LossRunStarts []time.Time
 }
 
 // probe report formats, as written by test/udpprobe.
@@ -119,9 +128,11 @@ type probeRecvReport struct {
 		Duplicates           int     `json:"duplicates"`
 
 		// For timelines.
-		StartNs       int64       `json:"start_ns"`
-		LossRuns      [][2]uint64 `json:"loss_runs"`
-		GapsTruncated bool        `json:"gaps_truncated"`
+		StartNs        int64       `json:"start_ns"`
+		LossRuns       [][2]uint64 `json:"loss_runs"`
+		GapsTruncated  bool        `json:"gaps_truncated"`
+		LossRunStartNs []int64     `json:"loss_run_start_ns"`
+		SocketDrops    int         `json:"socket_drops"`
 	} `json:"flows"`
 }
 
@@ -259,8 +270,11 @@ func merge(from, to string, interval time.Duration, sr probeSendReport, rr probe
 			Received: r.Received, Reordered: r.Reordered, Duplicates: r.Duplicates, Gaps: r.Gaps,
 			LongestGap: r.LongestGap, LongestGapSeq: r.LongestGapFirstSeq,
 			OutageMeasured: time.Duration(r.LongestGapMeasuredMs * float64(time.Millisecond)),
-			FinReceived:    r.Fin, ReceiverLostOnly: r.Lost,
+			FinReceived:    r.Fin, ReceiverLostOnly: r.Lost, ProbeDrops: r.SocketDrops,
 			LossRuns: r.LossRuns, GapsTruncated: r.GapsTruncated}
+		for _, ns := range r.LossRunStartNs {
+			fr.LossRunStarts = append(fr.LossRunStarts, time.Unix(0, ns))
+		}
 		// The sender's start is the planned send time of seq 1 (the
 		// datagrams carry it too).
 		if start := cmp.Or(sr.StartedNs, r.StartNs); start != 0 {
@@ -276,6 +290,13 @@ func merge(from, to string, interval time.Duration, sr probeSendReport, rr probe
 			fr.Gaps++
 			if !fr.GapsTruncated {
 				fr.LossRuns = append(fr.LossRuns, [2]uint64{uint64(r.MaxSeq) + 1, uint64(s.Sent)})
+				if len(fr.LossRunStarts) == len(fr.LossRuns)-1 {
+					var at time.Time
+					if r.MaxSeqSendNs != 0 {
+						at = time.Unix(0, r.MaxSeqSendNs).Add(interval)
+					}
+					fr.LossRunStarts = append(fr.LossRunStarts, at)
+				}
 			}
 			if tail > fr.LongestGap {
 				fr.LongestGap, fr.LongestGapSeq = tail, r.MaxSeq+1
@@ -293,6 +314,7 @@ func merge(from, to string, interval time.Duration, sr probeSendReport, rr probe
 		rep.Received += fr.Received
 		rep.Lost += fr.Lost
 		rep.SendErrors += fr.SendErrors
+		rep.ProbeDrops += fr.ProbeDrops
 		rep.MaxOutage = max(rep.MaxOutage, fr.Outage)
 	}
 	return rep, nil
@@ -312,11 +334,11 @@ func readJSON(path string, v any) error {
 // String summarises the report, one line per flow.
 func (r TrafficReport) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s -> %s: sent %d, received %d, lost %d, send errors %d, max outage %v (sender max late %v, skipped %d)",
-		r.From, r.To, r.Sent, r.Received, r.Lost, r.SendErrors, r.MaxOutage, r.SenderMaxLate.Round(time.Microsecond), r.SenderSkipped)
+	fmt.Fprintf(&b, "%s -> %s: sent %d, received %d, lost %d (the probe's own socket drops %d), send errors %d, max outage %v (sender max late %v, skipped %d)",
+		r.From, r.To, r.Sent, r.Received, r.Lost, r.ProbeDrops, r.SendErrors, r.MaxOutage, r.SenderMaxLate.Round(time.Microsecond), r.SenderSkipped)
 	for _, f := range r.Flows {
-		fmt.Fprintf(&b, "\n  flow %d (%s -> :%d): sent %d received %d lost %d reordered %d dup %d gaps %d longest %d (%v, measured %v)",
-			f.Flow, f.Local, f.DstPort, f.Sent, f.Received, f.Lost, f.Reordered, f.Duplicates, f.Gaps,
+		fmt.Fprintf(&b, "\n  flow %d (%s -> :%d): sent %d received %d lost %d (socket drops %d) reordered %d dup %d gaps %d longest %d (%v, measured %v)",
+			f.Flow, f.Local, f.DstPort, f.Sent, f.Received, f.Lost, f.ProbeDrops, f.Reordered, f.Duplicates, f.Gaps,
 			f.LongestGap, f.Outage, f.OutageMeasured.Round(10*time.Microsecond))
 	}
 	return b.String()

@@ -55,13 +55,21 @@ func stopTraffic(t *testing.T, ctx context.Context, f *Flows) TrafficReport {
 		assert.True(t, fl.FinReceived, "flow %d: fin", fl.Flow)
 		assert.Equal(t, trafficPort+fl.Flow, fl.DstPort)
 		assert.Zero(t, fl.Duplicates, "flow %d", fl.Flow)
+		assert.Positive(t, fl.Sent, "flow %d", fl.Flow)
+		// What the probe guarantees whatever the machine's load: every
+		// datagram sent is received or counted lost.
+		assert.Equal(t, fl.Sent, fl.Received+fl.Lost, "flow %d: sent = received + lost", fl.Flow)
+		assert.LessOrEqual(t, fl.ProbeDrops, fl.Lost, "flow %d: socket drops are among the lost", fl.Flow)
 	}
 	assert.Len(t, locals, trafficFlows, "each flow has its own source port")
 	return rep
 }
 
-// TestTrafficNoLoss: 4 flows each way for 2 s at 1 ms over a veth pair lose
-// nothing.
+// TestTrafficNoLoss: 4 flows each way for 2 s at 1 ms over a veth pair: the
+// network (the veth) loses nothing. How many datagrams the sender managed to
+// send depends on the machine's load and is not asserted; a datagram the
+// receiver's own socket dropped (it was not scheduled in time) is the
+// probe's loss, counted apart.
 func TestTrafficNoLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -71,15 +79,14 @@ func TestTrafficNoLoss(t *testing.T) {
 	for _, f := range []*Flows{ab, ba} {
 		rep := stopTraffic(t, ctx, f)
 		for _, fl := range rep.Flows {
-			// 2000 slots unless the sender fell far behind its schedule.
-			assert.InDelta(t, 2000, fl.Sent, 200, "flow %d", fl.Flow)
-			assert.Equal(t, fl.Sent, fl.Received, "flow %d", fl.Flow)
-			assert.Zero(t, fl.Lost, "flow %d", fl.Flow)
-			assert.Zero(t, fl.LongestGap, "flow %d", fl.Flow)
+			assert.Zero(t, fl.SendErrors, "flow %d", fl.Flow)
+			assert.Equal(t, fl.ProbeDrops, fl.Lost, "flow %d: the veth lost nothing (every loss is the receiver socket's own)", fl.Flow)
+			if fl.ProbeDrops == 0 {
+				assert.Zero(t, fl.LongestGap, "flow %d", fl.Flow)
+			}
 		}
-		assert.Zero(t, rep.Lost)
-		assert.Zero(t, rep.MaxOutage)
-		assert.Equal(t, rep.Sent, rep.Received)
+		assert.Equal(t, rep.ProbeDrops, rep.Lost)
+		assert.Equal(t, rep.Sent, rep.Received+rep.Lost)
 	}
 }
 
@@ -94,8 +101,12 @@ func TestTrafficOutage(t *testing.T) {
 	require.NoError(t, ab.WaitReceiving(ctx))
 	require.NoError(t, ba.WaitReceiving(ctx))
 
+	// The blackhole is in place at least from addDone to delStart and at
+	// most from addStart to delDone.
+	addStart := time.Now()
 	_, err := a.IP(ctx, "route", "replace", "blackhole", trafficAddrB+"/32")
 	require.NoError(t, err)
+	addDone := time.Now()
 	// Not waiting for a state: this fixed 300 ms *is* the outage the probe
 	// must measure; it also ends early if the test's context does.
 	outage := time.NewTimer(300 * time.Millisecond)
@@ -104,28 +115,39 @@ func TestTrafficOutage(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal(ctx.Err())
 	}
+	delStart := time.Now()
 	_, err = a.IP(ctx, "route", "del", "blackhole", trafficAddrB+"/32")
 	require.NoError(t, err)
+	delDone := time.Now()
 	route, err := a.IP(ctx, "route", "get", trafficAddrB)
 	require.NoError(t, err)
 	assert.Contains(t, route, "dev eth0")
 
 	rep := stopTraffic(t, ctx, ab)
+	// The measured outage (from the send times around the gap) lies within
+	// the blackhole's bounds, widened by the sender's worst lateness (a late
+	// sender sends nothing for that long, before or after the blackhole) and
+	// two intervals of the probe's resolution.
+	slack := rep.SenderMaxLate + 2*rep.Interval
+	inner, outer := delStart.Sub(addDone)-slack, delDone.Sub(addStart)+slack
+	t.Logf("blackhole between %v and %v; outage bounds %v .. %v", delStart.Sub(addDone), delDone.Sub(addStart), inner, outer)
 	for _, fl := range rep.Flows {
-		assert.Positive(t, fl.Lost, "flow %d", fl.Flow)
-		assert.Equal(t, 1, fl.Gaps, "flow %d: one outage", fl.Flow)
-		assert.Equal(t, fl.Lost, fl.LongestGap, "flow %d: all loss in the outage", fl.Flow)
-		for _, d := range []time.Duration{fl.Outage, fl.OutageMeasured} {
-			assert.GreaterOrEqual(t, d, 250*time.Millisecond, "flow %d", fl.Flow)
-			assert.LessOrEqual(t, d, 450*time.Millisecond, "flow %d", fl.Flow)
+		if inner > 0 {
+			assert.Positive(t, fl.Lost, "flow %d", fl.Flow)
+			assert.GreaterOrEqual(t, fl.OutageMeasured, inner, "flow %d", fl.Flow)
+		}
+		assert.LessOrEqual(t, fl.OutageMeasured, outer, "flow %d", fl.Flow)
+		if fl.ProbeDrops == 0 { // else the socket's own drops make gaps of their own
+			assert.Equal(t, 1, fl.Gaps, "flow %d: one outage", fl.Flow)
+			assert.Equal(t, fl.Lost, fl.LongestGap, "flow %d: all loss in the outage", fl.Flow)
 		}
 		assert.False(t, fl.LongestGapStart.IsZero())
-		assert.Equal(t, fl.Sent, fl.Received+fl.Lost, "flow %d", fl.Flow)
+		assert.True(t, !fl.LongestGapStart.Before(addStart.Add(-slack)) && !fl.LongestGapStart.After(delDone),
+			"flow %d: outage starts at %v, blackhole from %v to %v", fl.Flow, fl.LongestGapStart, addStart, delDone)
 	}
 	assert.Positive(t, rep.MaxOutage)
 	back := stopTraffic(t, ctx, ba)
-	assert.Zero(t, back.Lost, "b -> a was not cut")
-	assert.Zero(t, back.MaxOutage)
+	assert.Equal(t, back.ProbeDrops, back.Lost, "b -> a was not cut (every loss is the receiver socket's own)")
 	again, err := ab.Stop(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, rep, again, "Stop twice returns the same report")

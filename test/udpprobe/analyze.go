@@ -25,7 +25,11 @@ type gapStats struct {
 	startNs, endNs int64
 	// runs lists the runs of missing seqs in order, as [first, last], at
 	// most maxRuns of them; truncated says later runs were left out.
+	// runStarts holds, for each listed run, the estimated send time of its
+	// first missing datagram (send time of the datagram before it +
+	// interval).
 	runs      [][2]uint64
+	runStarts []int64
 	truncated bool
 }
 
@@ -42,6 +46,7 @@ func analyze(recs []rec, expected uint64, intervalNs, startNs, lastSendNs int64,
 		g.gaps++
 		if len(g.runs) < maxRuns {
 			g.runs = append(g.runs, [2]uint64{first, first + run - 1})
+			g.runStarts = append(g.runStarts, start)
 		} else {
 			g.truncated = true
 		}

@@ -17,6 +17,11 @@ import (
 	"time"
 )
 
+// rcvBuf is each flow socket's receive buffer: about 5,000 probe datagrams,
+// seconds of one flow at 1 ms, so a receiver the scheduler keeps waiting
+// rarely drops any (socketDrops counts those it does).
+const rcvBuf = 4 << 20
+
 // maxSeq bounds the sequence numbers the receiver tracks (about 3 days at
 // 1 ms); anything above is counted as invalid.
 const maxSeq = 1 << 28
@@ -38,6 +43,7 @@ type RecvTotals struct {
 	LongestGap       uint64  `json:"longest_gap"`
 	LongestGapMs     float64 `json:"longest_gap_ms"`
 	LongestGapMeasMs float64 `json:"longest_gap_measured_ms"`
+	SocketDrops      uint64  `json:"socket_drops"`
 }
 
 // RecvFlow is one flow's statistics. Sequence numbers start at 1.
@@ -69,8 +75,13 @@ type RecvFlow struct {
 	Reordered            uint64  `json:"reordered"`  // arrived after a higher seq
 	Duplicates           uint64  `json:"duplicates"` // seq already received
 	Invalid              uint64  `json:"invalid"`    // not a probe datagram, wrong flow or bad seq
-	FirstRecvNs          int64   `json:"first_recv_ns,omitempty"`
-	LastRecvNs           int64   `json:"last_recv_ns,omitempty"`
+	// SocketDrops are datagrams that reached the receiver's host and were
+	// dropped by its socket (receive buffer full: the receiver was not
+	// scheduled in time). They are among Lost, but they are the probe's
+	// own loss, not the network's.
+	SocketDrops uint64 `json:"socket_drops"`
+	FirstRecvNs int64  `json:"first_recv_ns,omitempty"`
+	LastRecvNs  int64  `json:"last_recv_ns,omitempty"`
 	// StartNs is the sender's planned send time of seq 1, from the
 	// datagrams: seq n was due at StartNs + (n-1) x IntervalNs (later, by
 	// whole intervals, after the sender gave up schedule slots; its report
@@ -82,6 +93,10 @@ type RecvFlow struct {
 	// (Gaps and Lost still count them).
 	LossRuns      [][2]uint64 `json:"loss_runs,omitempty"`
 	GapsTruncated bool        `json:"gaps_truncated,omitempty"`
+	// LossRunStartNs holds, for each listed loss run, the estimated send
+	// time of its first missing datagram (the send time of the datagram
+	// received before it + interval): when the loss began.
+	LossRunStartNs []int64 `json:"loss_run_start_ns,omitempty"`
 }
 
 type flowState struct {
@@ -157,7 +172,7 @@ func (f *flowState) report() RecvFlow {
 	r.Received = uint64(len(f.recs))
 	r.Lost = g.lost
 	r.Gaps = g.gaps
-	r.LossRuns, r.GapsTruncated = g.runs, g.truncated
+	r.LossRuns, r.GapsTruncated, r.LossRunStartNs = g.runs, g.truncated, g.runStarts
 	r.LongestGap = g.longest
 	if g.longest > 0 {
 		r.LongestGapFirstSeq = g.firstSeq
@@ -209,7 +224,9 @@ func runRecv(args []string) error {
 			return fmt.Errorf("recv: %w", err)
 		}
 		defer c.Close()
-		_ = c.SetReadBuffer(4 << 20)
+		if err := forceReadBuffer(c, rcvBuf); err != nil {
+			return fmt.Errorf("recv: receive buffer: %w", err)
+		}
 		flows[i] = &flowState{id: i, port: port + i, conn: c}
 	}
 	log.Printf("recv: listening on %s ports %d-%d", cmp.Or(host, "*"), port, port+*ports-1)
@@ -262,6 +279,11 @@ func runRecv(args []string) error {
 	rep.StoppedNs = time.Now().UnixNano()
 	for _, f := range flows {
 		r := f.report()
+		drops, err := socketDrops(f.conn)
+		if err != nil {
+			return fmt.Errorf("recv: flow %d: %w", f.id, err)
+		}
+		r.SocketDrops = drops
 		rep.Flows = append(rep.Flows, r)
 		t := &rep.Totals
 		t.Expected += r.Expected
@@ -271,8 +293,9 @@ func runRecv(args []string) error {
 			t.LongestGap, t.LongestGapMs = r.LongestGap, r.LongestGapMs
 		}
 		t.LongestGapMeasMs = max(t.LongestGapMeasMs, r.LongestGapMeasuredMs)
+		t.SocketDrops += r.SocketDrops
 	}
-	log.Printf("recv: stopped: expected %d, received %d, lost %d, longest gap %d (%.1f ms)",
-		rep.Totals.Expected, rep.Totals.Received, rep.Totals.Lost, rep.Totals.LongestGap, rep.Totals.LongestGapMs)
+	log.Printf("recv: stopped: expected %d, received %d, lost %d (dropped by the probe's own sockets: %d), longest gap %d (%.1f ms)",
+		rep.Totals.Expected, rep.Totals.Received, rep.Totals.Lost, rep.Totals.SocketDrops, rep.Totals.LongestGap, rep.Totals.LongestGapMs)
 	return writeJSON(*out, rep)
 }
