@@ -79,6 +79,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz 'FuzzParsePrefixRange$$' -fuzztime $(FUZZTIME) ./pkg/config/
 	$(GO) test -run XXX -fuzz 'FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/bfd/
 	$(GO) test -run XXX -fuzz 'FuzzParseSAs$$' -fuzztime $(FUZZTIME) ./pkg/ipsec/
+	$(GO) test -run XXX -fuzz 'FuzzParseCounters$$' -fuzztime $(FUZZTIME) ./internal/failover/
 
 clean:
 	rm -rf bin

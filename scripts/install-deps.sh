@@ -76,7 +76,7 @@ need_cmd ip iproute2
 need_cmd nft nftables
 need_cmd ping iputils-ping
 need_cmd tcpdump tcpdump
-for c in nsenter unshare setsid mount; do
+for c in nsenter unshare setsid mount chrt; do
   need_cmd "$c" util-linux
 done
 need_cmd pgrep procps

@@ -34,6 +34,9 @@ func Check(r Result) []string {
 			if d.ProbeDrops > 0 {
 				msg += fmt.Sprintf(" (and %d more dropped by the probe's own sockets)", d.ProbeDrops)
 			}
+			if len(r.LabDrops) > 0 {
+				msg += " (the lab's data plane dropped meanwhile: " + FormatDrops(r.LabDrops) + ")"
+			}
 			v = append(v, msg)
 		case !r.Planned && d.OutageMs > MaxUnplannedOutageMs:
 			v = append(v, fmt.Sprintf("%s: outage %s > %s", d.Name, FormatMs(d.OutageMs), FormatMs(MaxUnplannedOutageMs)))

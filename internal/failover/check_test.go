@@ -41,6 +41,11 @@ func TestCheck(t *testing.T) {
 			r.Directions[1].ProbeDrops = 3
 			return r
 		}(), []string{"cloud->on-prem: planned fault lost 2 datagrams (and 3 more dropped by the probe's own sockets)"}},
+		{"planned loss, the lab's counters beside it", func() Result {
+			r := outage("aa", StackBgpgw, FaultSIGTERM, 4, 0)
+			r.LabDrops = map[string]int64{"gw2 udp-rcvbuf": 4}
+			return r
+		}(), []string{"on-prem->cloud: planned fault lost 4 datagrams (the lab's data plane dropped meanwhile: gw2 udp-rcvbuf 4)"}},
 		{"not recovered", func() Result {
 			r := outage("aa", StackBgpgw, FaultUplinkDown, 10, 10)
 			r.Recovered = false

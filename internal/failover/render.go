@@ -203,7 +203,11 @@ func Markdown(w io.Writer, rep Report, svgDir string) error {
 		if vs := Check(r); len(vs) > 0 {
 			fails = append(fails, fmt.Sprintf("- %s: %s\n", mdEscape(id), mdEscape(strings.Join(vs, "; "))))
 		}
-		if n := strings.TrimSpace(r.Notes + " " + retriedNote(r)); n != "" {
+		n := strings.TrimSpace(r.Notes + " " + retriedNote(r))
+		if len(r.LabDrops) > 0 {
+			n = strings.TrimSpace(n + " lab drops: " + FormatDrops(r.LabDrops))
+		}
+		if n != "" {
 			notes = append(notes, fmt.Sprintf("- %s: %s\n", mdEscape(id), mdEscape(n)))
 		}
 	}

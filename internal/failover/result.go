@@ -88,6 +88,13 @@ type Result struct {
 	// away, why: its data plane was lossy before the fault (see
 	// LossBeforeFault). The figures are the last try's.
 	Retried []string `json:"retried,omitempty"`
+	// LabDrops are the lab's drop counters that grew during the (last)
+	// try, by node: "gw2 udp-rcvbuf" (charon's ESP-in-UDP socket, or a
+	// probe's), "gw2 ipsec0 tx-drop" (charon's TUN queue), "host
+	// backlog-drop" (the host's per-CPU backlog). Packets the lab's data
+	// plane dropped on a busy machine, not the gateways' routing; they
+	// explain a loss, they do not excuse one.
+	LabDrops map[string]int64 `json:"lab_drops,omitempty"`
 }
 
 // NewResult returns a Result with nothing measured yet: the durations and

@@ -53,6 +53,7 @@ func sample() Report {
 		dir(DirOnPremToCloud, flow(0, 6000, [2]uint64{2001, 2150}), flow(1, 6000, [2]uint64{2003, 2140}, [2]uint64{4500, 4500})),
 		dir(DirCloudToOnPrem, flow(0, 6000, [2]uint64{2001, 2090}), flow(1, 6000)))
 	silent.ConvergedMs = 820.4
+	silent.LabDrops = map[string]int64{"gw2 udp-rcvbuf": 12}
 	silent.ClearedAtNs = t0 + 4*sec
 
 	drain := result("active-active", StackBgpgw, FaultDrain,

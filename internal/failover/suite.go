@@ -480,6 +480,10 @@ func (r *runner) measure(ctx context.Context, g *gateway, fault string, res *Res
 		long = o.FlapFor
 	}
 	total := o.Before + long + o.After
+	before, err := r.readCounters(ctx)
+	if err != nil {
+		return err
+	}
 	up, err := r.l.StartTraffic(ctx, o.ProbeBin, r.onpremNS, r.cloudNS, r.cloud, 40000, o.Flows, o.Interval, total)
 	if err != nil {
 		return err
@@ -536,6 +540,12 @@ func (r *runner) measure(ctx context.Context, g *gateway, fault string, res *Res
 		res.ConvergedMs = ms(conv)
 	}
 	trafficErr := stopTraffic()
+	if after, err := r.readCounters(ctx); err != nil {
+		r.logf("failover %s (%s): %v", r.topology, r.stack, err)
+	} else if d := delta(before, after); len(d) > 0 {
+		res.LabDrops = d
+		r.logf("failover %s (%s): %s: the lab dropped packets: %s", r.topology, r.stack, fault, FormatDrops(d))
+	}
 	if faultErr != nil {
 		return fmt.Errorf("apply: %w", faultErr)
 	}

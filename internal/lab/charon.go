@@ -63,7 +63,7 @@ func (l *Lab) StartCharon(n *Netns, name string) (*Charon, error) {
 		return nil, err
 	}
 	if _, err := os.Stat(CharonBin); err != nil {
-		return nil, fmt.Errorf("charon %s: %w (apt-get install -y strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins)", name, err)
+		return nil, fmt.Errorf("charon %s: %w (make deps, or scripts/install-deps.sh, installs it)", name, err)
 	}
 	if _, err := exec.LookPath("swanctl"); err != nil {
 		return nil, fmt.Errorf("charon %s: swanctl: %w (apt-get install -y strongswan-swanctl)", name, err)
@@ -91,8 +91,11 @@ func (c *Charon) Dir() string { return c.dir }
 func (c *Charon) Start() error {
 	_ = os.Remove(c.Vici)
 	script := `mount -t tmpfs none /run && STRONGSWAN_CONF="$1" exec "$2"`
-	p, err := c.lab.Start(c.ns, filepath.Join(c.dir, "charon.out"), "unshare", "-m", "--propagation", "private",
-		"sh", "-c", script, "sh", c.conf(), CharonBin)
+	// At real-time priority, as in the containerlab nodes (lib.sh
+	// start_charon): its userspace ESP stands in for the kernel's, which no
+	// process delays; at normal priority a busy machine makes it drop.
+	p, err := c.lab.Start(c.ns, filepath.Join(c.dir, "charon.out"), "chrt", "-r", "1",
+		"unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", c.conf(), CharonBin)
 	if err != nil {
 		return fmt.Errorf("charon %s: %w", c.name, err)
 	}

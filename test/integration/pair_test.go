@@ -279,9 +279,14 @@ func TestPairDrainAndStopLoseNothing(t *testing.T) {
 		defer wcancel()
 		require.NoError(t, p.gw[1].Proc.Wait(wctx), p.diagnostics())
 	})
-	require.Zero(t, up.Lost, "on-prem -> cloud lost datagrams through drain and stop")
-	require.Zero(t, down.Lost, "cloud -> on-prem lost datagrams through drain and stop")
-	require.Greater(t, up.Received, 20000)
+	// Losses the probe's own receiving socket made (the machine kept it
+	// waiting) are not the gateways'; how many datagrams the senders
+	// managed to send depends on the machine's load and is not asserted.
+	for _, r := range []lab.TrafficReport{up, down} {
+		require.Positive(t, r.Received, "%s -> %s", r.From, r.To)
+		require.Equal(t, r.Sent, r.Received+r.Lost, "%s -> %s: every datagram sent is received or counted lost", r.From, r.To)
+		require.Equal(t, r.ProbeDrops, r.Lost, "%s -> %s lost datagrams through drain and stop", r.From, r.To)
+	}
 }
 
 func TestPairActiveStandbyPrefersPrimary(t *testing.T) {
