@@ -69,6 +69,15 @@ func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, rep
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return 1, err
 	}
+	restore, err := lab.AutogroupOff()
+	if err != nil {
+		return 1, err
+	}
+	defer func() {
+		if err := restore(); err != nil {
+			fmt.Fprintln(os.Stderr, "failover:", err)
+		}
+	}()
 	bgpgw, err := lab.BuildBgpgw(ctx, dir)
 	if err != nil {
 		return 1, err
@@ -168,6 +177,7 @@ var labNotes = []string{
 	"Outage is the longest run of lost datagrams in a flow (1 ms apart); the SVG timelines place them by sequence number, approximate when the sender fell behind (noted on the timeline).",
 	"BFD: every session runs 100 ms x 3, both stacks, as the hand-built reference of LAB-FACTS does. bgpgw at 50 ms x 3 was tried (a silent instance then cost 0.20-0.22 s) and reverted: a CPU burst on this 2-vCPU VM once delayed BFD through the userspace ESP path past 150 ms during a drain and took the surviving gateway's session down.",
 	"The fault time is taken before the command that causes it runs in the node (nsenter, ~10-20 ms here), so outages include that.",
+	"The suite turns the kernel's autogroup scheduling off while it runs (and restores it): with it, each lab daemon is a scheduling group of its own, and a CPU-bound process elsewhere on the machine kept them waiting for hundreds of milliseconds (BFD falsely Down on both gateways at once with two spinning shells on the two cores; nothing lost with it off).",
 	"Every charon runs at real-time priority (SCHED_RR 1): its userspace ESP stands in for the kernel's, which no process delays. At normal priority a compile on the two cores made charon's ESP-in-UDP sockets overflow (12 to 1,217 datagrams per fault, Udp RcvbufErrors in the gateways' and tunnel ends' namespaces), losses no gateway made.",
 	"Lost counts what the network lost; the probe's own receiving sockets' drops are shown apart (+N probe) and not held against a stack. A try whose data plane lost datagrams more than 50 ms before the fault measures the machine's load, not the fault: it is thrown away and run again, at most 3 tries; Notes list the retries and the lab's drop counters (charon's sockets, ipsec0 queues, the host's backlog) that moved during a try.",
 }

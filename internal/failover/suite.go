@@ -178,12 +178,20 @@ func (r *runner) hostAddr(node string) (string, error) {
 }
 
 // nextHops returns, for every router and destination, the next hops of
-// the router's route toward the destination.
-func (r *runner) nextHops(ctx context.Context) (map[string][]string, error) {
+// the router's route toward the destination. With background, vtysh runs
+// at a low priority (nice 10): the convergence poll runs back to back while
+// a fault is measured, and at normal priority its vtysh processes took up
+// to a core's worth of CPU from the daemons and the data plane under
+// measurement.
+func (r *runner) nextHops(ctx context.Context, background bool) (map[string][]string, error) {
 	out := map[string][]string{}
+	cmd := []string{"vtysh", "-c"}
+	if background {
+		cmd = []string{"nice", "-n", "10", "vtysh", "-c"}
+	}
 	for _, n := range r.routers {
 		for _, dst := range r.destinations {
-			js, err := n.Exec(ctx, "vtysh", "-c", "show ip route "+dst+" json")
+			js, err := n.Exec(ctx, append(cmd, "show ip route "+dst+" json")...)
 			if err != nil {
 				return nil, err
 			}
@@ -255,7 +263,7 @@ func (r *runner) waitFull(ctx context.Context, want map[string][]string) error {
 		var last map[string][]string
 		stable := 0
 		err := lab.Poll(wctx, 500*time.Millisecond, func() (bool, error) {
-			hops, err := r.nextHops(ctx)
+			hops, err := r.nextHops(ctx, false)
 			if err != nil {
 				return false, err
 			}
@@ -286,7 +294,7 @@ func (r *runner) waitFull(ctx context.Context, want map[string][]string) error {
 	}
 	var last map[string][]string
 	err := lab.Poll(wctx, 100*time.Millisecond, func() (bool, error) {
-		hops, err := r.nextHops(ctx)
+		hops, err := r.nextHops(ctx, false)
 		last = hops
 		return err == nil && equalHops(hops, want), err
 	})
@@ -433,6 +441,10 @@ func (r *runner) one(ctx context.Context, fault string) Result {
 	return res
 }
 
+// convergencePoll is the pause between two rounds of the convergence poll
+// (a round, vtysh on every router, takes 100-200 ms here).
+const convergencePoll = 50 * time.Millisecond
+
 // DefaultTries is Options.Tries when unset.
 const DefaultTries = 3
 
@@ -515,8 +527,8 @@ func (r *runner) measure(ctx context.Context, g *gateway, fault string, res *Res
 	cctx, ccancel := context.WithTimeout(ctx, o.Before+long+o.After)
 	go func() {
 		conv := time.Duration(-1)
-		_ = lab.Poll(cctx, 20*time.Millisecond, func() (bool, error) {
-			hops, err := r.nextHops(cctx)
+		_ = lab.Poll(cctx, convergencePoll, func() (bool, error) {
+			hops, err := r.nextHops(cctx, true)
 			if err == nil && r.converged(hops, gwAddrs) {
 				conv = time.Since(faultAt)
 				return true, nil

@@ -174,3 +174,25 @@ func TestPollReportsLastError(t *testing.T) {
 		return n == 3, nil
 	}))
 }
+
+// TestAutogroupOff: off while the lab runs, then back as it was.
+func TestAutogroupOff(t *testing.T) {
+	before, err := os.ReadFile(autogroupPath)
+	require.NoError(t, err, "this kernel has autogroup scheduling (CONFIG_SCHED_AUTOGROUP)")
+	restore, err := AutogroupOff()
+	require.NoError(t, err)
+	now, err := os.ReadFile(autogroupPath)
+	require.NoError(t, err)
+	assert.Equal(t, "0", strings.TrimSpace(string(now)))
+	// Off already: the inner restore leaves it off.
+	inner, err := AutogroupOff()
+	require.NoError(t, err)
+	require.NoError(t, inner())
+	now, err = os.ReadFile(autogroupPath)
+	require.NoError(t, err)
+	assert.Equal(t, "0", strings.TrimSpace(string(now)))
+	require.NoError(t, restore())
+	after, err := os.ReadFile(autogroupPath)
+	require.NoError(t, err)
+	assert.Equal(t, string(before), string(after))
+}
