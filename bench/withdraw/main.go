@@ -41,7 +41,7 @@ import (
 	"github.com/bgpgw/bgpgw/internal/lab"
 	"github.com/bgpgw/bgpgw/pkg/bgp"
 	"github.com/bgpgw/bgpgw/pkg/bgp/bgptest"
-	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/configfile"
 	"github.com/bgpgw/bgpgw/pkg/core"
 )
 
@@ -279,7 +279,7 @@ health:
   - {name: uplink, kind: link, target: eth1}
 hold_down: {initial: 1ms, max: 1ms, decay: 1ms}
 `, port, must(json.Marshal(announce)), must(json.Marshal(tunnels)))
-	cfg, err := config.Parse([]byte(yaml))
+	cfg, err := configfile.Parse([]byte(yaml))
 	if err != nil {
 		return result{}, err
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/bgpgw/bgpgw/pkg/api"
 	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/configfile"
 	"github.com/bgpgw/bgpgw/pkg/daemon"
 )
 
@@ -78,7 +79,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	client := func() (*api.Client, error) {
 		if cfgPath != "" {
-			s, err := config.SocketFromFile(cfgPath)
+			s, err := configfile.SocketFromFile(cfgPath)
 			if err != nil {
 				return nil, codedError{exitConfig, fmt.Errorf("%s:\n%w", cfgPath, err)}
 			}
@@ -105,7 +106,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Check a configuration file; exit 2 naming each bad key",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cfg, err := config.Load(cfgPath)
+			cfg, err := configfile.Load(cfgPath)
 			if err != nil {
 				return codedError{exitConfig, fmt.Errorf("%s:\n%w", cfgPath, err)}
 			}
@@ -217,7 +218,7 @@ func runDaemon(ctx context.Context, path string, stderr io.Writer, c *cobra.Comm
 	}
 	log := slog.New(h)
 
-	cfg, err := config.Load(path)
+	cfg, err := configfile.Load(path)
 	if err != nil {
 		return codedError{exitConfig, fmt.Errorf("%s:\n%w", path, err)}
 	}

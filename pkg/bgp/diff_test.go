@@ -161,7 +161,7 @@ func TestDiffConverges(t *testing.T) {
 		}
 		parked += len(park)
 		deleted += len(del)
-		require.Equal(t, model(want), model(next), "step %d", step)
+		require.Equal(t, exported(want), exported(next), "step %d", step)
 		again := diff(next, want)
 		require.Empty(t, again.upserts, "step %d", step)
 		for _, pfx := range again.deletes {
@@ -208,7 +208,8 @@ func apply(cur map[netip.Prefix]*ribEntry, p plan) map[netip.Prefix]*ribEntry {
 	return out
 }
 
-func model(rib map[netip.Prefix]*ribEntry) map[string]map[netip.Prefix]Announcement {
+// exported is what each peer is sent according to rib.
+func exported(rib map[netip.Prefix]*ribEntry) map[string]map[netip.Prefix]Announcement {
 	m := map[string]map[netip.Prefix]Announcement{}
 	for pfx, e := range rib {
 		for peer := range e.peers {

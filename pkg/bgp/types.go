@@ -16,6 +16,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/bgpgw/bgpgw/pkg/model"
 )
 
 // PeerKind tells tunnel peers (on-prem devices) from cloud-side peers.
@@ -79,23 +81,12 @@ func (p PeerConfig) Equal(o PeerConfig) bool {
 
 // Well-known communities.
 const (
-	CommunityGracefulShutdown uint32 = 0xFFFF0000 // 65535:0, RFC 8326
+	CommunityGracefulShutdown = model.CommunityGracefulShutdown // 65535:0, RFC 8326
 )
 
-// Announcement is one prefix as announced to a peer.
-type Announcement struct {
-	Prefix      netip.Prefix
-	Prepend     int // extra copies of the local AS on the AS path
-	MED         uint32
-	HasMED      bool
-	Communities []uint32 // sorted
-}
-
-// Equal reports whether two announcements carry the same attributes.
-func (a Announcement) Equal(b Announcement) bool {
-	return a.Prefix == b.Prefix && a.Prepend == b.Prepend && a.MED == b.MED &&
-		a.HasMED == b.HasMED && slices.Equal(a.Communities, b.Communities)
-}
+// Announcement is one prefix as announced to a peer (bgpgw's own type,
+// shared with the decision core).
+type Announcement = model.Announcement
 
 // SessionState is the BGP FSM state of a session.
 type SessionState string

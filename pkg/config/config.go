@@ -1,26 +1,25 @@
-// Package config loads and validates a bgpgw instance configuration.
+// Package config holds a bgpgw instance configuration's types and validates
+// it.
 //
-// A configuration is one YAML file per gateway instance. Load reads it
-// through viper into a generic tree, then decodes every key into typed
-// values (netip.Prefix, netip.Addr, time.Duration), rejecting unknown keys
-// and reporting every problem at once, each with its key path
-// ("tunnels[1].inside.local: ..."). Secrets are read from files or the
-// environment into Secret values, which never print.
+// A configuration is one YAML file per gateway instance. pkg/configfile
+// reads it (through viper, in pkg/config/yamltree) into a generic tree;
+// Decode turns every key into typed values (netip.Prefix, netip.Addr,
+// time.Duration), rejecting unknown keys and reporting every problem at
+// once, each with its key path ("tunnels[1].inside.local: ..."). Secrets
+// are read from files or the environment into Secret values, which never
+// print. The package does not import viper, so neither does the decision
+// core that uses its types.
 //
 // docs/configuration.md documents every key; a test keeps the two in step.
 package config
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"time"
-
-	"github.com/spf13/viper"
 )
 
 // Mode is how the two instances of a pair share the traffic.
@@ -181,29 +180,14 @@ const (
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`)
 
-// Load reads and validates the configuration file at path.
-func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	return parse(data, &decoder{baseDir: filepath.Dir(path)})
-}
-
-// Parse validates a configuration given as YAML; relative secret file
-// paths are taken from the current directory. The error, when not nil, is
-// an Errors listing every problem.
-func Parse(data []byte) (*Config, error) {
-	return parse(data, &decoder{})
-}
-
-func parse(data []byte, d *decoder) (*Config, error) {
-	v := viper.New()
-	v.SetConfigType("yaml")
-	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
-		return nil, Errors{{Msg: fmt.Sprintf("not valid YAML: %v", err)}}
-	}
-	c := d.decode(v.AllSettings())
+// Decode types and validates a configuration read into a generic tree
+// (pkg/config/yamltree; pkg/configfile reads files): every key into typed
+// values, unknown keys rejected. Relative secret file paths are taken from
+// baseDir ("": the current directory). The error, when not nil, is an
+// Errors listing every problem.
+func Decode(tree map[string]any, baseDir string) (*Config, error) {
+	d := &decoder{baseDir: baseDir}
+	c := d.decode(tree)
 	if len(d.errs) > 0 {
 		return nil, d.errs
 	}
@@ -211,22 +195,16 @@ func parse(data []byte, d *decoder) (*Config, error) {
 	return c, nil
 }
 
-// SocketFromFile reads only api.socket from a configuration file, for the
-// CLI commands that talk to a running daemon: they need no secrets and do
-// not validate the rest.
-func SocketFromFile(path string) (string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("read config: %w", err)
+// Socket reads only api.socket from a configuration tree, for the CLI
+// commands that talk to a running daemon: they need no secrets and do not
+// validate the rest.
+func Socket(tree map[string]any) (string, error) {
+	var s string
+	if api, ok := tree["api"].(map[string]any); ok {
+		s, _ = api["socket"].(string)
 	}
-	v := viper.New()
-	v.SetConfigType("yaml")
-	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
-		return "", Errors{{Msg: fmt.Sprintf("not valid YAML: %v", err)}}
-	}
-	s, ok := v.Get("api.socket").(string)
 	switch {
-	case !ok || s == "":
+	case s == "":
 		return DefaultSocket, nil
 	case !filepath.IsAbs(s):
 		return "", Errors{{Path: "api.socket", Msg: fmt.Sprintf("must be an absolute path, got %q", s)}}

@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bgpgw/bgpgw/pkg/bgp"
 	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/model"
 )
 
-// model is the test's own record of the inputs, to check the output against.
-type model struct {
+// inputs is the test's own record of the inputs, to check the output against.
+type inputs struct {
 	established, ipsec, bfd map[string]bool
 	checkOK                 map[string]bool // the core's view after rise/fall, tracked by the test
 	runs                    map[string][2]int
@@ -45,7 +45,7 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c := New(cfg, now)
 	role := cfg.Instance.Role
-	m := model{established: map[string]bool{}, ipsec: map[string]bool{}, bfd: map[string]bool{},
+	m := inputs{established: map[string]bool{}, ipsec: map[string]bool{}, bfd: map[string]bool{},
 		checkOK: map[string]bool{}, runs: map[string][2]int{}, drain: Normal}
 	for _, tn := range cfg.Tunnels {
 		m.ipsec[tn.Name], m.bfd[tn.Name] = true, true
@@ -122,7 +122,7 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) {
 	}
 }
 
-func checkInvariants(cfg *config.Config, m model, learned map[string][]netip.Prefix, role config.Role, out Output) error {
+func checkInvariants(cfg *config.Config, m inputs, learned map[string][]netip.Prefix, role config.Role, out Output) error {
 	instanceOK := true
 	tunnelCheck := map[string]bool{}
 	for _, ch := range cfg.Health {
@@ -149,7 +149,7 @@ func checkInvariants(cfg *config.Config, m model, learned map[string][]netip.Pre
 	}
 	for peer, anns := range out.Announcements {
 		for _, a := range anns {
-			if out.Drain == Draining && !slices.Contains(a.Communities, bgp.CommunityGracefulShutdown) {
+			if out.Drain == Draining && !slices.Contains(a.Communities, model.CommunityGracefulShutdown) {
 				return fmt.Errorf("draining, but %s to %s lacks GRACEFUL_SHUTDOWN", a.Prefix, peer)
 			}
 			if out.Drain == Drained {

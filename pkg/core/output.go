@@ -7,16 +7,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bgpgw/bgpgw/pkg/bgp"
 	"github.com/bgpgw/bgpgw/pkg/config"
-	"github.com/bgpgw/bgpgw/pkg/route"
+	"github.com/bgpgw/bgpgw/pkg/model"
 )
 
 // Output is the desired state at one moment.
 type Output struct {
-	Announcements map[string][]bgp.Announcement // per peer name; every peer has an entry
-	Routes        []route.Route                 // kernel routes toward the tunnels
-	ShutDown      []string                      // peers whose sessions must be held down (drained)
+	Announcements map[string][]model.Announcement // per peer name; every peer has an entry
+	Routes        []model.Route                   // kernel routes toward the tunnels
+	ShutDown      []string                        // peers whose sessions must be held down (drained)
 	Drain         DrainState
 	Role          config.Role
 	InstanceOK    bool
@@ -36,10 +35,10 @@ type TunnelStatus struct {
 // Output computes the desired state at time now. It does not change c.
 func (c *Core) Output(now time.Time) Output {
 	cfg := c.cfg
-	out := Output{Announcements: map[string][]bgp.Announcement{}, Drain: c.drain, Role: c.role,
+	out := Output{Announcements: map[string][]model.Announcement{}, Drain: c.drain, Role: c.role,
 		InstanceOK: c.instance.open(now)}
 
-	attrs := bgp.Announcement{}
+	attrs := model.Announcement{}
 	if cfg.Instance.Mode == config.ActiveStandby {
 		attrs.HasMED = true
 		if c.role == config.RoleStandby {
@@ -48,9 +47,9 @@ func (c *Core) Output(now time.Time) Output {
 	}
 	if c.drain == Draining {
 		attrs.Prepend = max(attrs.Prepend, cfg.Standby.Prepend)
-		attrs.Communities = []uint32{bgp.CommunityGracefulShutdown}
+		attrs.Communities = []uint32{model.CommunityGracefulShutdown}
 	}
-	with := func(p netip.Prefix) bgp.Announcement {
+	with := func(p netip.Prefix) model.Announcement {
 		a := attrs
 		a.Prefix = p
 		a.Communities = slices.Clone(attrs.Communities)
@@ -68,7 +67,7 @@ func (c *Core) Output(now time.Time) Output {
 		st.Carrying = t.gate.open(now)
 		st.Reason = c.reason(now, t)
 		out.Tunnels = append(out.Tunnels, st)
-		anns := []bgp.Announcement{}
+		anns := []model.Announcement{}
 		if st.Carrying && announcing {
 			for _, p := range cfg.Announce {
 				anns = append(anns, with(p))
@@ -89,10 +88,10 @@ func (c *Core) Output(now time.Time) Output {
 	for _, p := range learned {
 		hops := nextHops[p]
 		slices.SortFunc(hops, netip.Addr.Compare)
-		out.Routes = append(out.Routes, route.Route{Prefix: p, NextHops: slices.Compact(hops)})
+		out.Routes = append(out.Routes, model.Route{Prefix: p, NextHops: slices.Compact(hops)})
 	}
 	for _, cp := range cfg.CloudPeers {
-		anns := []bgp.Announcement{}
+		anns := []model.Announcement{}
 		if announcing {
 			for _, p := range learned {
 				if p.Addr().Is4() == cp.Address.Is4() {

@@ -14,8 +14,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/bgpgw/bgpgw/pkg/bgp"
 	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/configfile"
+	"github.com/bgpgw/bgpgw/pkg/model"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current behaviour")
@@ -72,7 +73,7 @@ func loadConfig(t testing.TB, name string) *config.Config {
 	t.Helper()
 	y, ok := configs[name]
 	require.True(t, ok, "no config %q", name)
-	c, err := config.Parse([]byte(y))
+	c, err := configfile.Parse([]byte(y))
 	require.NoError(t, err)
 	return c
 }
@@ -184,7 +185,7 @@ func render(o Output, epoch time.Time) string {
 	return b.String()
 }
 
-func renderAnns(anns []bgp.Announcement) string {
+func renderAnns(anns []model.Announcement) string {
 	if len(anns) == 0 {
 		return " -"
 	}
@@ -201,7 +202,7 @@ func renderAnns(anns []bgp.Announcement) string {
 		attrs = append(attrs, fmt.Sprintf("med %d", a.MED))
 	}
 	for _, c := range a.Communities {
-		if c == bgp.CommunityGracefulShutdown {
+		if c == model.CommunityGracefulShutdown {
 			attrs = append(attrs, "graceful-shutdown")
 		}
 	}

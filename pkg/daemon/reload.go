@@ -10,6 +10,7 @@ import (
 
 	"github.com/bgpgw/bgpgw/pkg/api"
 	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/configfile"
 	"github.com/bgpgw/bgpgw/pkg/health"
 )
 
@@ -32,7 +33,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		return errors.New("reload: bgpgw was started without a configuration file path")
 	}
 	cur := d.config()
-	next, err := config.Load(d.configPath)
+	next, err := configfile.Load(d.configPath)
 	if err == nil {
 		err = restartOnly(cur, next)
 	}

@@ -26,31 +26,13 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/bgpgw/bgpgw/pkg/model"
 )
 
-// Route is one prefix and the next hops it is routed to.
-type Route struct {
-	Prefix netip.Prefix
-	// NextHops are the gateways: one gives a plain route, several an ECMP multipath route.
-	// The installer sorts and deduplicates them; the routes it returns hold them sorted.
-	NextHops []netip.Addr
-}
-
-// String formats r like "198.51.100.0/24 via 192.0.2.2,192.0.2.3".
-func (r Route) String() string {
-	var b strings.Builder
-	b.WriteString(r.Prefix.String())
-	if len(r.NextHops) > 0 {
-		b.WriteString(" via ")
-		for k, nh := range r.NextHops {
-			if k > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(nh.String())
-		}
-	}
-	return b.String()
-}
+// Route is one prefix and the next hops it is routed to (bgpgw's own type,
+// shared with the decision core).
+type Route = model.Route
 
 // Options configure an [Installer].
 type Options struct {
