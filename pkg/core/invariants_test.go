@@ -29,7 +29,12 @@ type inputs struct {
 //     once drained nothing is announced and every session is held down;
 //   - the standby always announces with its prepend and MED;
 //   - routes point only at tunnels that carry traffic, and cloud peers get
-//     only prefixes learned over such tunnels.
+//     only prefixes learned over such tunnels;
+//
+// and, after time passes with no event (every hold-down and the drain time
+// over), liveness (checkLiveness): not drained and healthy means announced,
+// routed and passed on to the cloud peers. The inputs include reloads (to
+// the same or a changed configuration) and a drain restored from disk.
 func TestTransitionsInRandomOrder(t *testing.T) {
 	for _, name := range []string{"active-active", "active-standby"} {
 		for seed := uint64(1); seed <= 20; seed++ {
@@ -42,6 +47,9 @@ func TestTransitionsInRandomOrder(t *testing.T) {
 
 func runRandom(t *testing.T, cfg *config.Config, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, seed*7919))
+	// Reloads alternate between the file's configuration and one that
+	// announces one more prefix.
+	configs := []*config.Config{cfg, withExtraPrefix(cfg)}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c := New(cfg, now)
 	role := cfg.Instance.Role
@@ -58,7 +66,8 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) {
 		now = now.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
 		tn := cfg.Tunnels[rng.IntN(len(cfg.Tunnels))].Name
 		var ev string
-		switch rng.IntN(8) {
+		settle := false
+		switch rng.IntN(11) {
 		case 0, 1:
 			up := rng.IntN(3) > 0
 			var l []netip.Prefix
@@ -112,6 +121,22 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) {
 			role = []config.Role{config.RolePrimary, config.RoleStandby}[rng.IntN(2)]
 			c.SetRole(now, role)
 			ev = "role " + string(role)
+		case 8:
+			// A reload: the same tunnels and checks under the same names,
+			// so their states carry over.
+			cfg = configs[rng.IntN(len(configs))]
+			c.Reconfigure(now, cfg)
+			ev = fmt.Sprintf("reload (%d prefixes)", len(cfg.Announce))
+		case 9:
+			// A drain restored from disk at start: drained at once.
+			c.SetDrain(now, true, true)
+			ev = "drain restored"
+		case 10:
+			// Time passes with no event: past every hold-down and the
+			// drain time.
+			now = now.Add(cfg.HoldDown.Max + cfg.Drain.Time + time.Second)
+			settle = true
+			ev = "settle"
 		}
 		history = append(history, fmt.Sprintf("+%s %s", now.Format("15:04:05.000"), ev))
 		c.Tick(now)
@@ -119,7 +144,78 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) {
 		if err := checkInvariants(cfg, m, learned, role, out); err != nil {
 			t.Fatalf("step %d: %v\nhistory:\n%s", step, err, joinLines(history))
 		}
+		if settle {
+			if err := checkLiveness(cfg, m, learned, out); err != nil {
+				t.Fatalf("step %d: %v\nhistory:\n%s", step, err, joinLines(history))
+			}
+		}
 	}
+}
+
+// withExtraPrefix is cfg announcing one more cloud-side prefix.
+func withExtraPrefix(cfg *config.Config) *config.Config {
+	c := *cfg
+	c.Announce = append(slices.Clone(cfg.Announce), netip.MustParsePrefix("10.99.0.0/16"))
+	return &c
+}
+
+// checkLiveness is the other half of the invariants, once every hold-down
+// and the drain time have passed: a core that never announced anything
+// would pass checkInvariants. Not drained and every instance check passing,
+// a healthy tunnel (IPsec, session, BFD and its checks up) announces every
+// cloud-side prefix, carries the routes to what it learned, and the cloud
+// peers are sent those prefixes.
+func checkLiveness(cfg *config.Config, m inputs, learned map[string][]netip.Prefix, out Output) error {
+	if out.Drain != Normal {
+		return nil
+	}
+	tunnelCheck := map[string]bool{}
+	for _, ch := range cfg.Health {
+		if !m.checkOK[ch.Name] {
+			if ch.Scope == config.ScopeInstance {
+				return nil // instance check failing: nothing is owed
+			}
+			tunnelCheck[ch.Tunnel] = true
+		}
+	}
+	routes := map[netip.Prefix][]netip.Addr{}
+	for _, r := range out.Routes {
+		routes[r.Prefix] = r.NextHops
+	}
+	viaHealthy := map[netip.Prefix]bool{}
+	for _, tn := range cfg.Tunnels {
+		n := tn.Name
+		if !(m.established[n] && m.ipsec[n] && m.bfd[n] && !tunnelCheck[n]) {
+			continue
+		}
+		var got []netip.Prefix
+		for _, a := range out.Announcements[n] {
+			got = append(got, a.Prefix)
+		}
+		for _, p := range cfg.Announce {
+			if !slices.Contains(got, p) {
+				return fmt.Errorf("healthy tunnel %s, past every hold-down, does not announce %s (announces %v)", n, p, got)
+			}
+		}
+		for _, p := range learned[n] {
+			viaHealthy[p] = true
+			if !slices.Contains(routes[p], tn.InsideRemote) {
+				return fmt.Errorf("healthy tunnel %s learned %s, but the route is %v", n, p, routes[p])
+			}
+		}
+	}
+	for _, cp := range cfg.CloudPeers {
+		var got []netip.Prefix
+		for _, a := range out.Announcements[cp.Name] {
+			got = append(got, a.Prefix)
+		}
+		for p := range viaHealthy {
+			if p.Addr().Is4() == cp.Address.Is4() && !slices.Contains(got, p) {
+				return fmt.Errorf("cloud peer %s is not sent %s, learned over a healthy tunnel (sent %v)", cp.Name, p, got)
+			}
+		}
+	}
+	return nil
 }
 
 func checkInvariants(cfg *config.Config, m inputs, learned map[string][]netip.Prefix, role config.Role, out Output) error {
