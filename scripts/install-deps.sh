@@ -22,16 +22,21 @@ lab_packages=(
   libcharon-extra-plugins libstrongswan-extra-plugins  # kernel-libipsec
   tcpdump
 )
-base_packages=(iproute2 nftables iputils-ping util-linux procps)
+base_packages=(iproute2 nftables iputils-ping util-linux mount procps)
 
-if [ "${1:-}" = "--lab-packages" ]; then
+check_only=false
+case "${1:-}" in
+"") ;;
+--check) check_only=true ;;
+--lab-packages)
   echo "${lab_packages[*]}"
   exit 0
-fi
-check_only=false
-if [ "${1:-}" = "--check" ]; then
-  check_only=true
-fi
+  ;;
+*)
+  echo "install-deps: unknown argument '$1' (use --check or --lab-packages)" >&2
+  exit 2
+  ;;
+esac
 
 missing=()
 for p in "${lab_packages[@]}" "${base_packages[@]}"; do
@@ -56,6 +61,11 @@ fi
 
 # Verify. Each problem is one "what (package)" item; all go on one line.
 problems=()
+if $check_only; then
+  for p in "${missing[@]}"; do
+    problems+=("package $p")
+  done
+fi
 need() { # need PATH PACKAGE
   if [ ! -x "$1" ]; then
     problems+=("$1 (package $2)")
@@ -76,9 +86,10 @@ need_cmd ip iproute2
 need_cmd nft nftables
 need_cmd ping iputils-ping
 need_cmd tcpdump tcpdump
-for c in nsenter unshare setsid mount chrt; do
+for c in nsenter unshare setsid chrt; do
   need_cmd "$c" util-linux
 done
+need_cmd mount mount
 need_cmd pgrep procps
 
 # The charon plugins of every lab strongswan.conf ("load = ..." lines), and
@@ -88,10 +99,12 @@ plugin_package() {
   openssl | gcm) echo libstrongswan-standard-plugins ;;
   kernel-libipsec) echo libcharon-extra-plugins ;;
   curve25519) echo libstrongswan-extra-plugins ;;
+  vici) echo strongswan-swanctl ;;
+  updown | socket-default) echo strongswan-libcharon ;;
   *) echo libstrongswan ;;
   esac
 }
-plugins=$(grep -h '^[[:space:]]*load = ' test/containerlab/nodes/strongswan.conf internal/lab/charon.go |
+plugins=$({ grep -h '^[[:space:]]*load = ' test/containerlab/nodes/strongswan.conf internal/lab/charon.go || true; } |
   sed 's/^[[:space:]]*load = //' | tr ' ' '\n' | sed '/^$/d' | sort -u)
 [ -n "$plugins" ] || problems+=("no 'load =' line found in the lab's strongswan.conf files")
 for p in $plugins; do

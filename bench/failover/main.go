@@ -94,8 +94,8 @@ func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, rep
 		Flows: tr.flows, Interval: tr.interval, Tries: tr.tries, Before: 2 * time.Second, After: 4 * time.Second,
 		FlapFor: flap, Recover: 60 * time.Second, Logf: logf, LogDir: logDir,
 		OnResult: func(r failover.Result) {
-			fmt.Fprintf(os.Stderr, "%-15s %-12s %-10s lost %6d (+%d probe)  converged %s  recovered %v  tries %d %s\n",
-				r.Topology, r.Fault, r.Stack, r.NetworkLost(), r.ProbeDrops(), failover.FormatMs(r.ConvergedMs), r.Recovered,
+			fmt.Fprintf(os.Stderr, "%-15s %-12s %-10s lost %6d (probe dropped %d)  converged %s  recovered %v  tries %d %s\n",
+				r.Topology, r.Fault, r.Stack, r.Lost(), r.ProbeDrops(), failover.FormatMs(r.ConvergedMs), r.Recovered,
 				len(r.Retried)+1, r.Error)
 		}}
 	rep := failover.Report{Machine: machine(), Started: time.Now().UTC()}
@@ -135,7 +135,13 @@ func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, rep
 		}
 	}
 	rep.Goals = failover.Goals(rep.Results)
-	rep.Notes = labNotes
+	rep.Notes = nil
+	for _, n := range labNotes {
+		if strings.Contains(n, "%d") {
+			n = fmt.Sprintf(n, tr.tries)
+		}
+		rep.Notes = append(rep.Notes, n)
+	}
 	if err := failover.WriteJSON(out, rep); err != nil {
 		return 1, err
 	}
@@ -179,7 +185,7 @@ var labNotes = []string{
 	"The fault time is taken before the command that causes it runs in the node (nsenter, ~10-20 ms here), so outages include that.",
 	"The suite turns the kernel's autogroup scheduling off while it runs (and restores it): with it, each lab daemon is a scheduling group of its own, and a CPU-bound process elsewhere on the machine kept them waiting for hundreds of milliseconds (BFD falsely Down on both gateways at once with two spinning shells on the two cores; nothing lost with it off).",
 	"Every charon runs at real-time priority (SCHED_RR 1): its userspace ESP stands in for the kernel's, which no process delays. At normal priority a compile on the two cores made charon's ESP-in-UDP sockets overflow (12 to 1,217 datagrams per fault, Udp RcvbufErrors in the gateways' and tunnel ends' namespaces), losses no gateway made.",
-	"Lost counts what the network lost; the probe's own receiving sockets' drops are shown apart (+N probe) and not held against a stack. A try whose data plane lost datagrams more than 50 ms before the fault measures the machine's load, not the fault: it is thrown away and run again, at most 3 tries; Notes list the retries and the lab's drop counters (charon's sockets, ipsec0 queues, the host's backlog) that moved during a try.",
+	"Lost counts the missing datagrams; the probe's own receiving sockets' drops are shown beside it (probe dropped N). A try whose data plane lost datagrams more than 50 ms before the fault measures the machine's load, not the fault, and a planned fault's try whose probe dropped datagrams cannot be judged: either is thrown away and the fault run again, up to -tries times (%d in this run); Notes list the retries and the lab's drop counters (charon's sockets, ipsec0 queues, the host's backlog) that moved during a try.",
 }
 
 func hasResult(res []failover.Result, fault string) bool {

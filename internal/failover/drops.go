@@ -24,7 +24,8 @@ type counters map[string]int64
 
 // parseSNMPUDP reads the Udp lines of /proc/net/snmp: the datagrams UDP
 // sockets dropped for a full receive buffer (RcvbufErrors), or failed to
-// send for a full send buffer (SndbufErrors), and InErrors.
+// send for a full send buffer (SndbufErrors). (InErrors counts the
+// RcvbufErrors again.)
 func parseSNMPUDP(text string) (counters, error) {
 	var header []string
 	for line := range strings.Lines(text) {
@@ -47,8 +48,6 @@ func parseSNMPUDP(text string) (counters, error) {
 				key = "udp-rcvbuf"
 			case "SndbufErrors":
 				key = "udp-sndbuf"
-			case "InErrors":
-				key = "udp-inerrors"
 			default:
 				continue
 			}
@@ -109,13 +108,18 @@ func parseSoftnet(text string) (counters, error) {
 	return counters{"backlog-drop": dropped}, nil
 }
 
-// delta returns the counters of after that grew since before, as
-// "name +n" sorted by name; a counter missing from before (a new
-// interface) counts from 0.
+// delta returns the counters of after that grew since before; a counter
+// missing from before (a new interface) or lower than before (the
+// interface was created again: charon restarted makes a new ipsec0) counts
+// from 0.
 func delta(before, after counters) map[string]int64 {
 	out := map[string]int64{}
 	for k, v := range after {
-		if d := v - before[k]; d > 0 {
+		d := v - before[k]
+		if d < 0 {
+			d = v
+		}
+		if d > 0 {
 			out[k] = d
 		}
 	}

@@ -58,9 +58,9 @@ func row(r Result) []string {
 	}
 	lost, recovered := "-", "-"
 	if r.Error == "" {
-		lost = strconv.Itoa(r.NetworkLost())
+		lost = strconv.Itoa(r.Lost())
 		if n := r.ProbeDrops(); n > 0 {
-			lost += fmt.Sprintf(" (+%d probe)", n)
+			lost += fmt.Sprintf(" (probe dropped %d)", n)
 		}
 		recovered = "no"
 		if r.Recovered {
@@ -71,9 +71,10 @@ func row(r Result) []string {
 		lost, FormatMs(r.ConvergedMs), recovered, strconv.Itoa(len(r.Retried) + 1), verdict(r)}
 }
 
-// The "lost" column is what the network lost; "(+N probe)" adds datagrams
-// the probe's own sockets dropped. "tries": a try whose data plane was
-// lossy before the fault is thrown away and the fault run again.
+// The "lost" column counts the missing datagrams; "(probe dropped N)" says
+// the probe's own sockets dropped N meanwhile. "tries": a try whose data
+// plane was lossy before the fault (or a planned fault's, whose probe
+// dropped datagrams) is thrown away and the fault run again.
 var tableHeader = []string{"topology", "fault", "stack", "outage " + DirOnPremToCloud, DirCloudToOnPrem,
 	"lost", "converged", "recovered", "tries", "verdict"}
 
@@ -82,7 +83,7 @@ func retriedNote(r Result) string {
 	if len(r.Retried) == 0 {
 		return ""
 	}
-	return "retried, lossy before the fault: " + strings.Join(r.Retried, "; ")
+	return "retried: " + strings.Join(r.Retried, "; ")
 }
 
 // Table writes the results as a terminal table, bgpgw and hand-built rows
@@ -118,7 +119,7 @@ func Table(w io.Writer, rep Report) error {
 	for _, r := range results {
 		if n := retriedNote(r); n != "" {
 			if first {
-				fmt.Fprintln(bw, "\nretried (a try whose data plane lost datagrams before the fault measures the lab's load, not the fault):")
+				fmt.Fprintln(bw, "\nretried (a try lossy before the fault measures the lab's load, not the fault; a planned fault's whose probe dropped datagrams cannot be judged):")
 				first = false
 			}
 			fmt.Fprintf(bw, "  %s %s %s: %s\n", r.Topology, r.Fault, r.Stack, n)
@@ -179,9 +180,9 @@ func Markdown(w io.Writer, rep Report, svgDir string) error {
 
 	p("\n## Results\n\n")
 	p("Outage: the longest run of lost datagrams on any flow, per direction. Converged: from the fault until\n")
-	p("the FRR routers had settled. Lost: what the network lost; (+N probe): datagrams the probe's own receiving\n")
-	p("sockets dropped, not held against the gateway. Tries: a try whose data plane lost datagrams before the fault\n")
-	p("measures the lab's load, not the fault, and is run again (see Notes). Verdict: lost nothing if planned,\n")
+	p("the FRR routers had settled. Lost: datagrams missing; (probe dropped N): the probe's own receiving sockets\n")
+	p("dropped N meanwhile. Tries: a try whose data plane lost datagrams before the fault measures the lab's load,\n")
+	p("not the fault, and is run again, as is a planned fault's whose probe dropped datagrams (see Notes). Verdict: lost nothing if planned,\n")
 	p("outage <= 1 s if not, no stale routes, recovered.\n\n")
 	p("| %s | timeline |\n", strings.Join(tableHeader, " | "))
 	p("|%s --- |\n", strings.Repeat(" --- |", len(tableHeader)))

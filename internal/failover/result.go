@@ -112,9 +112,9 @@ type Direction struct {
 	// OutageMs: the longest run of missing datagrams on any flow, times
 	// the interval.
 	OutageMs float64 `json:"outage_ms"`
-	// ProbeDrops: among Lost, the datagrams the receiver's own sockets
-	// dropped (receive buffer full: the probe was not scheduled in time).
-	// The network lost Lost - ProbeDrops at least.
+	// ProbeDrops: datagrams the receiver's own sockets dropped (receive
+	// buffer full: the probe was not scheduled in time), data or the
+	// sender's fins; the data ones are among Lost.
 	ProbeDrops int `json:"probe_drops,omitempty"`
 	// SenderSkipped: schedule slots the sender gave up; when non-zero the
 	// send times of later datagrams, and so the timeline, are approximate.
@@ -198,17 +198,16 @@ func (r *Result) ProbeDrops() int {
 	return n
 }
 
-// NetworkLost is what the network lost, at least: Lost less the probe's
-// own drops.
-func (d Direction) NetworkLost() int { return max(0, d.Lost-d.ProbeDrops) }
-
-// NetworkLost is what the network lost in all directions, at least.
-func (r *Result) NetworkLost() int {
-	n := 0
-	for _, d := range r.Directions {
-		n += d.NetworkLost()
+// ProbeLoss says why a planned fault's try cannot be judged when the
+// probe's own sockets dropped datagrams while datagrams went missing ("":
+// it can). Which datagrams a socket dropped is not known (its counter also
+// counts the sender's fins), so the loss can be neither held against the
+// gateway nor excused: the suite runs the fault again.
+func (r *Result) ProbeLoss() string {
+	if !r.Planned || r.Lost() == 0 || r.ProbeDrops() == 0 {
+		return ""
 	}
-	return n
+	return fmt.Sprintf("%d datagrams missing while the probe's own sockets dropped %d", r.Lost(), r.ProbeDrops())
 }
 
 // CleanGuard is how long before the fault a loss may begin and still be

@@ -54,6 +54,7 @@ func sample() Report {
 		dir(DirCloudToOnPrem, flow(0, 6000, [2]uint64{2001, 2090}), flow(1, 6000)))
 	silent.ConvergedMs = 820.4
 	silent.LabDrops = map[string]int64{"gw2 udp-rcvbuf": 12}
+	silent.Directions[0].ProbeDrops = 1 // an unplanned fault: shown, judged by its outage
 	silent.ClearedAtNs = t0 + 4*sec
 
 	drain := result("active-active", StackBgpgw, FaultDrain,
@@ -63,8 +64,6 @@ func sample() Report {
 	drainHB := result("active-active", StackHandBuilt, FaultDrain,
 		dir(DirOnPremToCloud, flow(0, 6000)), dir(DirCloudToOnPrem, flow(0, 6000)))
 	drainHB.DrainMs, drainHB.ConvergedMs = 2050, 2100
-	drainHB.Directions[1] = dir(DirCloudToOnPrem, flow(0, 6000, [2]uint64{3001, 3002}))
-	drainHB.Directions[1].ProbeDrops = 2 // both the probe's own: still ok
 
 	kill := result("active-standby", StackBgpgw, FaultKillDaemon,
 		dir(DirOnPremToCloud, flow(0, 6000, [2]uint64{2001, 3500})), dir(DirCloudToOnPrem, flow(0, 6000, [2]uint64{2001, 2060})))

@@ -425,16 +425,23 @@ func (r *runner) one(ctx context.Context, fault string) Result {
 			r.logf("failover %s (%s): %s: %v", r.topology, r.stack, fault, err)
 			break
 		}
-		lossy := res.LossBeforeFault()
-		if lossy == "" {
+		why := ""
+		if lossy := res.LossBeforeFault(); lossy != "" {
+			why = "lossy before the fault: " + lossy
+		} else if p := res.ProbeLoss(); p != "" {
+			why = "the probe's own loss: " + p
+		}
+		// A try that also left the pair broken (not recovered, stale
+		// routes) is kept: that is the gateway's, whatever the lab did.
+		if why == "" || !res.Recovered || res.StaleRoutes > 0 {
 			break
 		}
-		r.logf("failover %s (%s): %s: try %d not measured: %s", r.topology, r.stack, fault, try, lossy)
+		r.logf("failover %s (%s): %s: try %d not measured: %s", r.topology, r.stack, fault, try, why)
 		if try >= tries || ctx.Err() != nil {
-			res.Error = fmt.Sprintf("lossy before the fault (try %d of %d): %s", try, tries, lossy)
+			res.Error = fmt.Sprintf("%s (try %d of %d)", why, try, tries)
 			break
 		}
-		retried = append(retried, fmt.Sprintf("try %d: %s", try, lossy))
+		retried = append(retried, fmt.Sprintf("try %d: %s", try, why))
 	}
 	res.Retried = retried
 	r.saveLogs(fault)

@@ -94,6 +94,10 @@ func (c *Charon) Start() error {
 	// At real-time priority, as in the containerlab nodes (lib.sh
 	// start_charon): its userspace ESP stands in for the kernel's, which no
 	// process delays; at normal priority a busy machine makes it drop.
+	if out, err := exec.Command("chrt", "-r", "1", "true").CombinedOutput(); err != nil {
+		return fmt.Errorf("charon %s: real-time priority refused (chrt -r 1: %v: %s): the lab's userspace ESP needs it",
+			c.name, err, strings.TrimSpace(string(out)))
+	}
 	p, err := c.lab.Start(c.ns, filepath.Join(c.dir, "charon.out"), "chrt", "-r", "1",
 		"unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", c.conf(), CharonBin)
 	if err != nil {

@@ -181,6 +181,12 @@ func TestAutogroupOff(t *testing.T) {
 	require.NoError(t, err, "this kernel has autogroup scheduling (CONFIG_SCHED_AUTOGROUP)")
 	restore, err := AutogroupOff()
 	require.NoError(t, err)
+	restored := false
+	t.Cleanup(func() {
+		if !restored {
+			_ = restore()
+		}
+	})
 	now, err := os.ReadFile(autogroupPath)
 	require.NoError(t, err)
 	assert.Equal(t, "0", strings.TrimSpace(string(now)))
@@ -192,6 +198,7 @@ func TestAutogroupOff(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "0", strings.TrimSpace(string(now)))
 	require.NoError(t, restore())
+	restored = true
 	after, err := os.ReadFile(autogroupPath)
 	require.NoError(t, err)
 	assert.Equal(t, string(before), string(after))

@@ -80,12 +80,12 @@ func TestTrafficNoLoss(t *testing.T) {
 		rep := stopTraffic(t, ctx, f)
 		for _, fl := range rep.Flows {
 			assert.Zero(t, fl.SendErrors, "flow %d", fl.Flow)
-			assert.Equal(t, fl.ProbeDrops, fl.Lost, "flow %d: the veth lost nothing (every loss is the receiver socket's own)", fl.Flow)
+			assert.LessOrEqual(t, fl.Lost, fl.ProbeDrops, "flow %d: the veth lost nothing (every missing datagram is among the receiver socket's own drops)", fl.Flow)
 			if fl.ProbeDrops == 0 {
 				assert.Zero(t, fl.LongestGap, "flow %d", fl.Flow)
 			}
 		}
-		assert.Equal(t, rep.ProbeDrops, rep.Lost)
+		assert.LessOrEqual(t, rep.Lost, rep.ProbeDrops)
 		assert.Equal(t, rep.Sent, rep.Received+rep.Lost)
 	}
 }
@@ -131,11 +131,12 @@ func TestTrafficOutage(t *testing.T) {
 	slack := rep.SenderMaxLate + 2*rep.Interval
 	inner, outer := delStart.Sub(addDone)-slack, delDone.Sub(addStart)+slack
 	t.Logf("blackhole between %v and %v; outage bounds %v .. %v", delStart.Sub(addDone), delDone.Sub(addStart), inner, outer)
+	// A sender late by more than the blackhole may have sent nothing into
+	// it: the run measured nothing, which must not pass as a measurement.
+	require.Positive(t, inner, "the sender was late by %v, longer than the blackhole: nothing measured", rep.SenderMaxLate)
 	for _, fl := range rep.Flows {
-		if inner > 0 {
-			assert.Positive(t, fl.Lost, "flow %d", fl.Flow)
-			assert.GreaterOrEqual(t, fl.OutageMeasured, inner, "flow %d", fl.Flow)
-		}
+		assert.Positive(t, fl.Lost, "flow %d", fl.Flow)
+		assert.GreaterOrEqual(t, fl.OutageMeasured, inner, "flow %d", fl.Flow)
 		assert.LessOrEqual(t, fl.OutageMeasured, outer, "flow %d", fl.Flow)
 		if fl.ProbeDrops == 0 { // else the socket's own drops make gaps of their own
 			assert.Equal(t, 1, fl.Gaps, "flow %d: one outage", fl.Flow)
@@ -147,7 +148,7 @@ func TestTrafficOutage(t *testing.T) {
 	}
 	assert.Positive(t, rep.MaxOutage)
 	back := stopTraffic(t, ctx, ba)
-	assert.Equal(t, back.ProbeDrops, back.Lost, "b -> a was not cut (every loss is the receiver socket's own)")
+	assert.LessOrEqual(t, back.Lost, back.ProbeDrops, "b -> a was not cut (every missing datagram is among the receiver socket's own drops)")
 	again, err := ab.Stop(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, rep, again, "Stop twice returns the same report")

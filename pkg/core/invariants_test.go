@@ -17,7 +17,7 @@ type inputs struct {
 	established, ipsec, bfd map[string]bool
 	checkOK                 map[string]bool // the core's view after rise/fall, tracked by the test
 	runs                    map[string][2]int
-	drain                   DrainState
+	drainOn                 bool // drain asked for (SetDrain on, or restored), not yet undrained
 }
 
 // TestTransitionsInRandomOrder applies random inputs and checks the
@@ -37,15 +37,23 @@ type inputs struct {
 // the same or a changed configuration) and a drain restored from disk.
 func TestTransitionsInRandomOrder(t *testing.T) {
 	for _, name := range []string{"active-active", "active-standby"} {
+		live := 0
 		for seed := uint64(1); seed <= 20; seed++ {
 			t.Run(fmt.Sprintf("%s/seed%d", name, seed), func(t *testing.T) {
-				runRandom(t, loadConfig(t, name), seed)
+				live += runRandom(t, loadConfig(t, name), seed)
 			})
+		}
+		t.Logf("%s: %d liveness checks found a healthy tunnel", name, live)
+		// The liveness check must have had something to check.
+		if live < 20 {
+			t.Errorf("%s: only %d liveness checks found a healthy tunnel", name, live)
 		}
 	}
 }
 
-func runRandom(t *testing.T, cfg *config.Config, seed uint64) {
+// runRandom returns how many liveness checks found a healthy tunnel to
+// check.
+func runRandom(t *testing.T, cfg *config.Config, seed uint64) (live int) {
 	rng := rand.New(rand.NewPCG(seed, seed*7919))
 	// Reloads alternate between the file's configuration and one that
 	// announces one more prefix.
@@ -54,7 +62,7 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) {
 	c := New(cfg, now)
 	role := cfg.Instance.Role
 	m := inputs{established: map[string]bool{}, ipsec: map[string]bool{}, bfd: map[string]bool{},
-		checkOK: map[string]bool{}, runs: map[string][2]int{}, drain: Normal}
+		checkOK: map[string]bool{}, runs: map[string][2]int{}}
 	for _, tn := range cfg.Tunnels {
 		m.ipsec[tn.Name], m.bfd[tn.Name] = true, true
 	}
@@ -113,6 +121,7 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) {
 		case 6:
 			on := rng.IntN(2) == 0
 			c.SetDrain(now, on, false)
+			m.drainOn = on
 			ev = fmt.Sprintf("drain %v", on)
 		case 7:
 			if cfg.Instance.Mode != config.ActiveStandby {
@@ -130,6 +139,7 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) {
 		case 9:
 			// A drain restored from disk at start: drained at once.
 			c.SetDrain(now, true, true)
+			m.drainOn = true
 			ev = "drain restored"
 		case 10:
 			// Time passes with no event: past every hold-down and the
@@ -145,11 +155,14 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) {
 			t.Fatalf("step %d: %v\nhistory:\n%s", step, err, joinLines(history))
 		}
 		if settle {
-			if err := checkLiveness(cfg, m, learned, out); err != nil {
+			n, err := checkLiveness(cfg, m, learned, out)
+			if err != nil {
 				t.Fatalf("step %d: %v\nhistory:\n%s", step, err, joinLines(history))
 			}
+			live += n
 		}
 	}
+	return live
 }
 
 // withExtraPrefix is cfg announcing one more cloud-side prefix.
@@ -161,23 +174,32 @@ func withExtraPrefix(cfg *config.Config) *config.Config {
 
 // checkLiveness is the other half of the invariants, once every hold-down
 // and the drain time have passed: a core that never announced anything
-// would pass checkInvariants. Not drained and every instance check passing,
-// a healthy tunnel (IPsec, session, BFD and its checks up) announces every
-// cloud-side prefix, carries the routes to what it learned, and the cloud
-// peers are sent those prefixes.
-func checkLiveness(cfg *config.Config, m inputs, learned map[string][]netip.Prefix, out Output) error {
+// would pass checkInvariants. Once drained and the drain time over, it is
+// drained; not drained (by the inputs, not the core's word) and every
+// instance check passing, a healthy tunnel (IPsec, session, BFD and its
+// checks up) announces every cloud-side prefix, carries the routes to what
+// it learned, and the cloud peers are sent those prefixes. It returns how
+// many healthy tunnels it checked.
+func checkLiveness(cfg *config.Config, m inputs, learned map[string][]netip.Prefix, out Output) (int, error) {
+	if m.drainOn {
+		if out.Drain != Drained {
+			return 0, fmt.Errorf("drain asked for and the drain time over, but the core is %q", out.Drain)
+		}
+		return 0, nil
+	}
 	if out.Drain != Normal {
-		return nil
+		return 0, fmt.Errorf("not drained (undrained or never drained), but the core is %q", out.Drain)
 	}
 	tunnelCheck := map[string]bool{}
 	for _, ch := range cfg.Health {
 		if !m.checkOK[ch.Name] {
 			if ch.Scope == config.ScopeInstance {
-				return nil // instance check failing: nothing is owed
+				return 0, nil // instance check failing: nothing is owed
 			}
 			tunnelCheck[ch.Tunnel] = true
 		}
 	}
+	checked := 0
 	routes := map[netip.Prefix][]netip.Addr{}
 	for _, r := range out.Routes {
 		routes[r.Prefix] = r.NextHops
@@ -188,19 +210,20 @@ func checkLiveness(cfg *config.Config, m inputs, learned map[string][]netip.Pref
 		if !(m.established[n] && m.ipsec[n] && m.bfd[n] && !tunnelCheck[n]) {
 			continue
 		}
+		checked++
 		var got []netip.Prefix
 		for _, a := range out.Announcements[n] {
 			got = append(got, a.Prefix)
 		}
 		for _, p := range cfg.Announce {
 			if !slices.Contains(got, p) {
-				return fmt.Errorf("healthy tunnel %s, past every hold-down, does not announce %s (announces %v)", n, p, got)
+				return 0, fmt.Errorf("healthy tunnel %s, past every hold-down, does not announce %s (announces %v)", n, p, got)
 			}
 		}
 		for _, p := range learned[n] {
 			viaHealthy[p] = true
 			if !slices.Contains(routes[p], tn.InsideRemote) {
-				return fmt.Errorf("healthy tunnel %s learned %s, but the route is %v", n, p, routes[p])
+				return 0, fmt.Errorf("healthy tunnel %s learned %s, but the route is %v", n, p, routes[p])
 			}
 		}
 	}
@@ -211,11 +234,11 @@ func checkLiveness(cfg *config.Config, m inputs, learned map[string][]netip.Pref
 		}
 		for p := range viaHealthy {
 			if p.Addr().Is4() == cp.Address.Is4() && !slices.Contains(got, p) {
-				return fmt.Errorf("cloud peer %s is not sent %s, learned over a healthy tunnel (sent %v)", cp.Name, p, got)
+				return 0, fmt.Errorf("cloud peer %s is not sent %s, learned over a healthy tunnel (sent %v)", cp.Name, p, got)
 			}
 		}
 	}
-	return nil
+	return checked, nil
 }
 
 func checkInvariants(cfg *config.Config, m inputs, learned map[string][]netip.Prefix, role config.Role, out Output) error {

@@ -279,13 +279,15 @@ func TestPairDrainAndStopLoseNothing(t *testing.T) {
 		defer wcancel()
 		require.NoError(t, p.gw[1].Proc.Wait(wctx), p.diagnostics())
 	})
-	// Losses the probe's own receiving socket made (the machine kept it
-	// waiting) are not the gateways'; how many datagrams the senders
-	// managed to send depends on the machine's load and is not asserted.
+	// How many datagrams the senders managed to send depends on the
+	// machine's load and is not asserted. Nothing may go missing: which
+	// datagrams the probe's own sockets dropped is not known (their counter
+	// counts the sender's fins too), so their drops are reported, not
+	// subtracted.
 	for _, r := range []lab.TrafficReport{up, down} {
 		require.Positive(t, r.Received, "%s -> %s", r.From, r.To)
 		require.Equal(t, r.Sent, r.Received+r.Lost, "%s -> %s: every datagram sent is received or counted lost", r.From, r.To)
-		require.Equal(t, r.ProbeDrops, r.Lost, "%s -> %s lost datagrams through drain and stop", r.From, r.To)
+		require.Zero(t, r.Lost, "%s -> %s lost datagrams through drain and stop (the probe's own sockets dropped %d)", r.From, r.To, r.ProbeDrops)
 	}
 }
 

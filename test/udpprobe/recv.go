@@ -224,8 +224,10 @@ func runRecv(args []string) error {
 			return fmt.Errorf("recv: %w", err)
 		}
 		defer c.Close()
-		if err := forceReadBuffer(c, rcvBuf); err != nil {
+		if forced, err := forceReadBuffer(c, rcvBuf); err != nil {
 			return fmt.Errorf("recv: receive buffer: %w", err)
+		} else if !forced && i == 0 {
+			log.Printf("recv: SO_RCVBUFFORCE refused: receive buffers capped by net.core.rmem_max")
 		}
 		flows[i] = &flowState{id: i, port: port + i, conn: c}
 	}

@@ -12,22 +12,23 @@ import (
 // net.core.rmem_max when the process may (SO_RCVBUFFORCE needs
 // CAP_NET_ADMIN; the lab runs as root), else as far as rmem_max allows. A
 // large buffer keeps a receiver that the scheduler delays from dropping
-// datagrams of its own; socketDrops counts those it still drops.
-func forceReadBuffer(c *net.UDPConn, n int) error {
+// datagrams of its own; socketDrops counts those it still drops. forced
+// says whether SO_RCVBUFFORCE was allowed.
+func forceReadBuffer(c *net.UDPConn, n int) (forced bool, err error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return err
+		return false, err
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
 	}); err != nil {
-		return err
+		return false, err
 	}
 	if serr != nil {
-		return c.SetReadBuffer(n)
+		return false, c.SetReadBuffer(n)
 	}
-	return nil
+	return true, nil
 }
 
 // socketDrops returns the number of datagrams the kernel dropped on this

@@ -71,8 +71,12 @@ func TestForceReadBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := forceReadBuffer(c, rcvBuf); err != nil {
+	forced, err := forceReadBuffer(c, rcvBuf)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 && !forced {
+		t.Error("as root SO_RCVBUFFORCE was refused")
 	}
 	raw, err := c.SyscallConn()
 	if err != nil {
