@@ -85,8 +85,9 @@ type Result struct {
 	// Error: the run could not be measured; the figures are not valid.
 	Error string `json:"error,omitempty"`
 	// Retried lists, for every earlier try of this fault that was thrown
-	// away, why: its data plane was lossy before the fault (see
-	// LossBeforeFault). The figures are the last try's.
+	// away, why: its data plane was lossy before the fault
+	// (LossBeforeFault), or a planned fault's probe dropped datagrams
+	// (ProbeLoss). The figures are the last try's.
 	Retried []string `json:"retried,omitempty"`
 	// LabDrops are the lab's drop counters that grew during the (last)
 	// try, by node: "gw2 udp-rcvbuf" (charon's ESP-in-UDP socket, or a
@@ -189,7 +190,7 @@ func (r *Result) Lost() int {
 }
 
 // ProbeDrops is the number of datagrams the probe's own sockets dropped in
-// all directions (among Lost).
+// all directions (see Direction.ProbeDrops).
 func (r *Result) ProbeDrops() int {
 	n := 0
 	for _, d := range r.Directions {

@@ -53,7 +53,8 @@ type Options struct {
 	Recover  time.Duration // how long the pair may take to come back
 	// Tries bounds the tries of one fault (0: DefaultTries): a try whose
 	// data plane lost datagrams before the fault measures the lab's load,
-	// not the fault, and is thrown away (Result.Retried says why).
+	// not the fault, and a planned fault's whose probe dropped datagrams
+	// cannot be judged; either is thrown away (Result.Retried says why).
 	Tries    int
 	Logf     func(string, ...any)
 	OnResult func(Result) // called after every result

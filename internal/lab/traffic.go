@@ -50,8 +50,8 @@ type TrafficReport struct {
 	Sent, Received, Lost, SendErrors int
 	// ProbeDrops are datagrams that reached the receiver and were dropped
 	// by its own sockets (receive buffer full: the receiver was not
-	// scheduled in time). They are among Lost: Lost - ProbeDrops is what the
-	// network lost, at least.
+	// scheduled in time): data datagrams, then among Lost, or the sender's
+	// fins. Which ones is not known, so they are reported, not subtracted.
 	ProbeDrops int
 	// MaxOutage is the longest run of missing datagrams across the flows,
 	// as a duration (run length x interval).
@@ -81,7 +81,7 @@ type FlowReport struct {
 	OutageMeasured   time.Duration // the same gap measured from the send timestamps around it
 	FinReceived      bool          // the receiver got the sender's last seq
 	ReceiverLostOnly int           // lost as counted by the receiver alone
-	ProbeDrops       int           // among Lost: dropped by the receiver's socket, see TrafficReport
+	ProbeDrops       int           // dropped by the receiver's socket (data or fins), see TrafficReport
 	// Start is the planned send time of seq 1: seq n was sent at about
 	// Start + (n-1) x interval (later by whole intervals after the sender
 	// gave up schedule slots, see TrafficReport.SenderSkipped).

@@ -77,8 +77,9 @@ type RecvFlow struct {
 	Invalid              uint64  `json:"invalid"`    // not a probe datagram, wrong flow or bad seq
 	// SocketDrops are datagrams that reached the receiver's host and were
 	// dropped by its socket (receive buffer full: the receiver was not
-	// scheduled in time). They are among Lost, but they are the probe's
-	// own loss, not the network's.
+	// scheduled in time): data datagrams, which are then among Lost, or
+	// the sender's fins. The probe's own loss, not the network's; which
+	// datagrams they were is not known.
 	SocketDrops uint64 `json:"socket_drops"`
 	FirstRecvNs int64  `json:"first_recv_ns,omitempty"`
 	LastRecvNs  int64  `json:"last_recv_ns,omitempty"`
