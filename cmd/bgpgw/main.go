@@ -1,5 +1,5 @@
 // Command bgpgw is the highly available VPN gateway daemon and its CLI:
-// run, validate, status, drain, undrain and version.
+// run, validate, plan, status, drain, undrain, reload, role and version.
 package main
 
 import (
@@ -40,7 +40,12 @@ type codedError struct {
 	err  error
 }
 
-func (e codedError) Error() string { return e.err.Error() }
+func (e codedError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
 func (e codedError) Unwrap() error { return e.err }
 
 func main() {
@@ -55,8 +60,11 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "bgpgw:", err)
 	var ce codedError
+	if errors.As(err, &ce) && ce.err == nil {
+		return ce.code // the output said it all (bgpgw plan: changes)
+	}
+	fmt.Fprintln(stderr, "bgpgw:", err)
 	if errors.As(err, &ce) {
 		return ce.code
 	}
@@ -169,7 +177,25 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	drain := action("drain", "Move traffic away from this instance before maintenance", "drained", (*api.Client).Drain)
 	undrain := action("undrain", "Attract traffic again after maintenance", "undrained", (*api.Client).Undrain)
-	reload := action("reload", "Reload the configuration file (as SIGHUP does); a bad file is rejected and the running configuration kept", "reloaded", (*api.Client).Reload)
+	reload := &cobra.Command{
+		Use:   "reload",
+		Short: "Reload the configuration file (as SIGHUP does) and print what changed; a bad file is rejected and the running configuration kept",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := client()
+			if err != nil {
+				return err
+			}
+			p, err := cl.Reload(c.Context())
+			if err != nil {
+				return err
+			}
+			printPlan(stdout, p)
+			fmt.Fprintln(stdout, "reloaded")
+			return nil
+		},
+	}
+	socketFlag(reload)
 	role := &cobra.Command{
 		Use:       "role primary|standby",
 		Short:     "Change this instance's role in an active-standby pair (no session reset)",
@@ -195,7 +221,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, "bgpgw", version) },
 	}
-	root.AddCommand(run, validate, status, drain, undrain, reload, role, ver)
+	root.AddCommand(run, validate, newPlanCmd(stdout), status, drain, undrain, reload, role, ver)
 	return root
 }
 

@@ -5,6 +5,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -129,8 +130,13 @@ type Backend interface {
 	Undrain(ctx context.Context) error
 	SetRole(ctx context.Context, role string) error
 	// Reload reads the configuration file again and applies the difference,
-	// or rejects it and keeps the running configuration.
-	Reload(ctx context.Context) error
+	// or rejects it and keeps the running configuration. The plan is what
+	// it applied.
+	Reload(ctx context.Context) (Plan, error)
+	// Plan tells what loading the configuration file at path would change,
+	// without applying anything. A file that does not load is not an
+	// error: Plan.Invalid says why.
+	Plan(ctx context.Context, path string) (Plan, error)
 }
 
 // Server serves the API on a unix socket.
@@ -186,7 +192,27 @@ func Listen(path string, b Backend) (*Server, error) {
 	}
 	mux.HandleFunc("POST /v1/drain", action(b.Drain))
 	mux.HandleFunc("POST /v1/undrain", action(b.Undrain))
-	mux.HandleFunc("POST /v1/reload", action(b.Reload))
+	writePlan := func(w http.ResponseWriter, p Plan, err error) {
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(p)
+	}
+	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
+		p, err := b.Reload(r.Context())
+		writePlan(w, p, err)
+	})
+	mux.HandleFunc("POST /v1/plan", func(w http.ResponseWriter, r *http.Request) {
+		var req planRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil || req.File == "" {
+			http.Error(w, "plan: want a JSON body {\"file\": PATH}", http.StatusBadRequest)
+			return
+		}
+		p, err := b.Plan(r.Context(), req.File)
+		writePlan(w, p, err)
+	})
 	mux.HandleFunc("POST /v1/role/{role}", func(w http.ResponseWriter, r *http.Request) {
 		action(func(ctx context.Context) error { return b.SetRole(ctx, r.PathValue("role")) })(w, r)
 	})
@@ -234,7 +260,11 @@ func NewClient(path string) *Client {
 }
 
 func (c *Client) do(ctx context.Context, method, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://bgpgw"+path, nil)
+	return c.doBody(ctx, method, path, nil)
+}
+
+func (c *Client) doBody(ctx context.Context, method, path string, reqBody io.Reader) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://bgpgw"+path, reqBody)
 	if err != nil {
 		return nil, err
 	}
@@ -285,10 +315,35 @@ func (c *Client) SetRole(ctx context.Context, role string) error {
 	return err
 }
 
-// Reload asks the daemon to reload its configuration file.
-func (c *Client) Reload(ctx context.Context) error {
-	_, err := c.do(ctx, http.MethodPost, "/v1/reload")
-	return err
+// Reload asks the daemon to reload its configuration file and returns
+// what it applied.
+func (c *Client) Reload(ctx context.Context) (Plan, error) {
+	return c.plan(c.do(ctx, http.MethodPost, "/v1/reload"))
+}
+
+// Plan asks the daemon what loading the configuration file at path (as
+// the daemon sees it) would change.
+func (c *Client) Plan(ctx context.Context, path string) (Plan, error) {
+	b, err := json.Marshal(planRequest{File: path})
+	if err != nil {
+		return Plan{}, err
+	}
+	return c.plan(c.doBody(ctx, http.MethodPost, "/v1/plan", bytes.NewReader(b)))
+}
+
+func (c *Client) plan(body []byte, err error) (Plan, error) {
+	var p Plan
+	if err != nil {
+		return p, err
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		return p, fmt.Errorf("decode plan: %w", err)
+	}
+	return p, nil
+}
+
+type planRequest struct {
+	File string `json:"file"`
 }
 
 // Undrain asks the daemon to undrain.

@@ -55,7 +55,6 @@ type tunnel struct {
 	cfg         config.Tunnel
 	ipsecUp     bool
 	established bool
-	bfdUp       bool
 	learned     []netip.Prefix
 	gate        gate
 	resuming    bool // its session was held down by a drain and is not back yet
@@ -76,17 +75,17 @@ type Core struct {
 	role       config.Role
 	drain      DrainState
 	drainSince time.Time
+	bfd        map[string]*peerBFD // per peer with a BFD session that reported
 }
 
 // New returns a core for cfg at time now: tunnels are down until their
 // sessions are reported established; checks fail until they pass.
 func New(cfg *config.Config, now time.Time) *Core {
 	c := &Core{cfg: cfg, tunnels: map[string]*tunnel{}, checks: map[string]*check{},
-		role: cfg.Instance.Role, drain: Normal}
+		role: cfg.Instance.Role, drain: Normal, bfd: map[string]*peerBFD{}}
 	for _, t := range cfg.Tunnels {
 		c.tunnels[t.Name] = &tunnel{cfg: t,
 			ipsecUp: cfg.IPsec.Mode == config.IPsecNone, // no IPsec events to wait for
-			bfdUp:   true,                               // until a BFD session reports Down (BFDState)
 		}
 	}
 	for _, ch := range cfg.Health {
@@ -112,11 +111,11 @@ func (c *Core) Reconfigure(now time.Time, cfg *config.Config) {
 			tunnels[t.Name] = old
 			continue
 		}
-		tunnels[t.Name] = &tunnel{cfg: t, ipsecUp: cfg.IPsec.Mode == config.IPsecNone, bfdUp: true}
+		tunnels[t.Name] = &tunnel{cfg: t, ipsecUp: cfg.IPsec.Mode == config.IPsecNone}
 	}
 	checks := map[string]*check{}
 	for _, ch := range cfg.Health {
-		if old, ok := c.checks[ch.Name]; ok && sameCheck(old.cfg, ch) {
+		if old, ok := c.checks[ch.Name]; ok && SameCheck(old.cfg, ch) {
 			old.cfg = ch
 			checks[ch.Name] = old
 			continue
@@ -126,12 +125,14 @@ func (c *Core) Reconfigure(now time.Time, cfg *config.Config) {
 	if cfg.Instance.Role != c.cfg.Instance.Role {
 		c.role = cfg.Instance.Role
 	}
+	c.reconfigureBFD(c.cfg, cfg)
 	c.cfg, c.tunnels, c.checks = cfg, tunnels, checks
 	c.refresh(now)
 }
 
-// sameCheck reports whether a check's result still means the same thing.
-func sameCheck(a, b config.Check) bool {
+// SameCheck reports whether a check's result still means the same thing
+// (a reload keeps its state).
+func SameCheck(a, b config.Check) bool {
 	return a.Kind == b.Kind && a.Target == b.Target && a.Scope == b.Scope && a.Tunnel == b.Tunnel &&
 		slices.Equal(a.Args, b.Args)
 }
@@ -155,14 +156,6 @@ func (c *Core) SessionState(now time.Time, peer string, established bool, learne
 func (c *Core) TunnelState(now time.Time, name string, up bool) {
 	if t, ok := c.tunnels[name]; ok {
 		t.ipsecUp = up
-		c.refresh(now)
-	}
-}
-
-// BFDState reports a tunnel peer's BFD session state.
-func (c *Core) BFDState(now time.Time, peer string, up bool) {
-	if t, ok := c.tunnels[peer]; ok {
-		t.bfdUp = up
 		c.refresh(now)
 	}
 }
@@ -240,7 +233,7 @@ func (c *Core) refresh(now time.Time) {
 		case t.resuming && !t.established:
 			t.gate.pause()
 		default:
-			ok := t.ipsecUp && t.established && t.bfdUp && !failing
+			ok := t.ipsecUp && t.established && c.bfdUp(name) && !failing
 			if t.resuming && ok {
 				t.gate.resume(now) // back from a drain: no hold-down
 			} else {

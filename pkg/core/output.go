@@ -16,11 +16,14 @@ type Output struct {
 	Announcements map[string][]model.Announcement // per peer name; every peer has an entry
 	Routes        []model.Route                   // kernel routes toward the tunnels
 	ShutDown      []string                        // peers whose sessions must be held down (drained)
-	Drain         DrainState
-	Role          config.Role
-	InstanceOK    bool
-	Tunnels       []TunnelStatus
-	NextWake      time.Time // call Tick then Output again at this time; zero: not needed
+	// Resets are the BGP session resets decided so far, per peer (BFD
+	// Down); apply those whose Gen is above the last one applied.
+	Resets     map[string]Reset
+	Drain      DrainState
+	Role       config.Role
+	InstanceOK bool
+	Tunnels    []TunnelStatus
+	NextWake   time.Time // call Tick then Output again at this time; zero: not needed
 }
 
 // TunnelStatus explains why a tunnel does or does not carry traffic.
@@ -111,6 +114,15 @@ func (c *Core) Output(now time.Time) Output {
 			}
 		}
 	}
+	for peer, p := range c.bfd {
+		_, tunnel := c.tunnels[peer]
+		if p.reset.Gen > 0 && (tunnel || c.isCloudPeer(peer)) {
+			if out.Resets == nil {
+				out.Resets = map[string]Reset{}
+			}
+			out.Resets[peer] = p.reset
+		}
+	}
 	out.NextWake = c.nextWake(now)
 	return out
 }
@@ -123,7 +135,7 @@ func (c *Core) reason(now time.Time, t *tunnel) string {
 	if !t.ipsecUp {
 		why = append(why, "tunnel down")
 	}
-	if !t.bfdUp {
+	if !c.bfdUp(t.cfg.Name) {
 		why = append(why, "BFD down")
 	}
 	if !t.established {

@@ -6,36 +6,33 @@ import (
 	"fmt"
 	"reflect"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/bgpgw/bgpgw/pkg/api"
 	"github.com/bgpgw/bgpgw/pkg/bfd"
 	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/core"
 )
+
+// bfdSessions are the running BFD sessions; the loop's.
+type bfdSessions struct {
+	m       *bfd.Manager // nil until the first session is configured
+	byKey   map[bfd.Key]*bfdPeer
+	configs map[bfd.Key]bfd.SessionConfig
+}
 
 // bfdPeer ties a BFD session to the BGP peer it protects.
 type bfdPeer struct {
 	name   string
 	tunnel bool
-	wasUp  bool
 }
 
 // startBFD runs one BFD session per peer with bfd.enabled. BFD is a
-// failure detector: a session that was Up and goes Down takes its peer out
-// at once (the core withdraws what depended on it, and the BGP session is
-// reset); Up again lets it back in after the hold-down. A session that never
-// came Up (the peer may not run BFD) changes nothing. The manager (and its
-// UDP sockets) starts with the first configured session, at start or on a
-// reload.
-func (d *Daemon) startBFD(ctx context.Context, g *errgroup.Group, stop <-chan struct{}) error {
-	d.mu.Lock()
-	d.bfdCtx, d.bfdGroup, d.bfdStop = ctx, g, stop
-	d.mu.Unlock()
-	return d.reconfigureBFD(ctx, d.config())
-}
+// failure detector; what its state changes mean is the core's to decide
+// (core.Core.BFD). The manager (and its UDP sockets) starts with the first
+// configured session, at start or on a reload.
+func (d *Daemon) startBFD() error { return d.reconfigureBFD(d.runCtx, d.cfg) }
 
-// bfdSessions are the BFD sessions cfg asks for, by key.
-func bfdSessions(cfg *config.Config) (map[bfd.Key]bfd.SessionConfig, map[bfd.Key]*bfdPeer) {
+// wantBFD lists the BFD sessions cfg asks for, by key.
+func wantBFD(cfg *config.Config) (map[bfd.Key]bfd.SessionConfig, map[bfd.Key]*bfdPeer) {
 	cfgs := map[bfd.Key]bfd.SessionConfig{}
 	peers := map[bfd.Key]*bfdPeer{}
 	for _, t := range cfg.Tunnels {
@@ -57,66 +54,54 @@ func bfdSessions(cfg *config.Config) (map[bfd.Key]bfd.SessionConfig, map[bfd.Key
 
 // reconfigureBFD makes the running BFD sessions those of cfg: new ones are
 // added, removed ones deleted, changed timers or keys updated in place
-// (RFC 5880 poll sequence, no Down); the others are not touched.
+// (RFC 5880 poll sequence, no Down); the others are not touched. The core
+// forgets what a removed session reported (core.Core.Reconfigure).
 func (d *Daemon) reconfigureBFD(ctx context.Context, cfg *config.Config) error {
-	want, peers := bfdSessions(cfg)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.bfd == nil {
-		if len(want) == 0 || d.bfdGroup == nil {
+	want, peers := wantBFD(cfg)
+	b := &d.bfd
+	if b.m == nil {
+		if len(want) == 0 {
 			return nil
 		}
-		d.bfd = bfd.NewManager(bfd.Options{Logger: d.log})
-		d.bfdPeers, d.bfdByKey, d.bfdConfigs = map[string]bfd.Key{}, map[bfd.Key]*bfdPeer{}, map[bfd.Key]bfd.SessionConfig{}
-		d.runBFD(d.bfd)
+		b.m = bfd.NewManager(bfd.Options{Logger: d.log})
+		b.byKey, b.configs = map[bfd.Key]*bfdPeer{}, map[bfd.Key]bfd.SessionConfig{}
+		d.runBFD(b.m)
 	}
-	m := d.bfd
 	var errs []error
-	for k, p := range d.bfdByKey {
+	for k, p := range b.byKey {
 		if _, ok := want[k]; !ok {
-			if err := m.Remove(k); err != nil {
+			if err := b.m.Remove(k); err != nil {
 				errs = append(errs, fmt.Errorf("remove session of %s: %w", p.name, err))
 			}
-			delete(d.bfdByKey, k)
-			delete(d.bfdPeers, p.name)
-			delete(d.bfdConfigs, k)
-			if p.tunnel {
-				// Nothing reports this session any more: a Down it left
-				// behind must not hold the tunnel.
-				d.core.BFDState(d.now(), p.name, true)
-			}
+			delete(b.byKey, k)
+			delete(b.configs, k)
 		}
 	}
 	for k, c := range want {
-		old, running := d.bfdConfigs[k]
+		old, running := b.configs[k]
 		switch {
 		case !running:
-			if err := m.Add(ctx, c); err != nil {
+			if err := b.m.Add(ctx, c); err != nil {
 				errs = append(errs, fmt.Errorf("session of %s: %w", peers[k].name, err))
 				continue
 			}
-			d.bfdByKey[k] = peers[k]
 		case !reflect.DeepEqual(old, c):
-			if err := m.Update(c); err != nil {
+			if err := b.m.Update(c); err != nil {
 				errs = append(errs, fmt.Errorf("update session of %s: %w", peers[k].name, err))
 				continue
 			}
 		}
-		if p := d.bfdByKey[k]; p.name != peers[k].name || p.tunnel != peers[k].tunnel {
-			// The same session now protects a renamed peer.
-			delete(d.bfdPeers, p.name)
-			p.name, p.tunnel = peers[k].name, peers[k].tunnel
-		}
-		d.bfdConfigs[k] = c
-		d.bfdPeers[peers[k].name] = k
+		b.byKey[k], b.configs[k] = peers[k], c // the same session may protect a renamed peer
 	}
 	return errors.Join(errs...)
 }
 
-// runBFD runs manager m until the loop stops. Called with mu held.
+// runBFD runs manager m until the loop stops, posting its state changes to
+// the loop.
 func (d *Daemon) runBFD(m *bfd.Manager) {
-	ctx, g, stop, started := d.bfdCtx, d.bfdGroup, d.bfdStop, d.started
-	bctx, cancel := context.WithCancel(ctx)
+	g, stop := d.runG, d.runStop
+	bctx, cancel := context.WithCancel(d.runCtx)
+	started := d.looping // a reload started BFD
 	g.Go(func() error {
 		select {
 		case <-stop:
@@ -144,21 +129,7 @@ func (d *Daemon) runBFD(m *bfd.Manager) {
 				if !ok {
 					return nil
 				}
-				d.mu.Lock()
-				p, found := d.bfdByKey[ev.Key]
-				var peer bfdPeer
-				if found {
-					peer = *p // name and tunnel may change on reload
-				}
-				d.mu.Unlock()
-				if found {
-					d.bfdChange(bctx, &peer, ev)
-					d.mu.Lock()
-					if p, ok := d.bfdByKey[ev.Key]; ok {
-						p.wasUp = peer.wasUp
-					}
-					d.mu.Unlock()
-				}
+				d.mail.post(bfdEvent{ev}, d.clock.Now())
 			}
 		}
 	})
@@ -174,51 +145,39 @@ func bfdAuth(b config.BFD) *bfd.AuthConfig {
 	return nil
 }
 
-func (d *Daemon) bfdChange(ctx context.Context, p *bfdPeer, ev bfd.StateChange) {
-	up := ev.New == bfd.StateUp
-	if !up && ev.RemoteState == bfd.StateAdminDown {
-		// The peer turned BFD off (RFC 5882 section 3.2): not a failure.
-		// Stop relying on BFD until it is Up again.
-		d.log.Info("bfd: peer set the session AdminDown; not treated as a failure", "peer", p.name)
-		if p.wasUp && p.tunnel {
-			d.mu.Lock()
-			d.core.BFDState(ev.At, p.name, true)
-			d.mu.Unlock()
-			d.poke()
-		}
-		p.wasUp = false
-		return
+// bfdChange feeds a BFD state change to the core, which decides what it
+// means (and asks for the session reset through its output).
+func (d *Daemon) bfdChange(ev bfd.StateChange) {
+	p, ok := d.bfd.byKey[ev.Key]
+	if !ok {
+		return // a session a reload removed
 	}
 	switch {
-	case up:
-		p.wasUp = true
+	case ev.New == bfd.StateUp:
 		d.log.Info("bfd up", "peer", p.name)
-	case p.wasUp && ev.Old == bfd.StateUp:
-		d.log.Warn("bfd down: withdrawing and resetting the BGP session", "peer", p.name, "diag", ev.Diag.String())
-	default:
-		return
+	case ev.RemoteState == bfd.StateAdminDown:
+		d.log.Info("bfd: peer set the session AdminDown; not treated as a failure", "peer", p.name)
+	case ev.Old == bfd.StateUp:
+		d.log.Warn("bfd down", "peer", p.name, "diag", ev.Diag.String())
 	}
-	if p.tunnel {
-		d.mu.Lock()
-		d.core.BFDState(ev.At, p.name, up)
-		d.mu.Unlock()
+	d.core.BFD(d.clock.Now(), core.BFDEvent{Peer: p.name, Old: coreBFDState(ev.Old), New: coreBFDState(ev.New),
+		Remote: coreBFDState(ev.RemoteState), Diag: ev.Diag.String()})
+}
+
+func coreBFDState(s bfd.State) core.BFDState {
+	switch s {
+	case bfd.StateAdminDown:
+		return core.BFDAdminDown
+	case bfd.StateInit:
+		return core.BFDInit
+	case bfd.StateUp:
+		return core.BFDUp
 	}
-	d.poke()
-	if !up {
-		if err := d.speaker.Reset(ctx, p.name, "BFD down: "+ev.Diag.String()); err != nil {
-			d.log.Error("reset BGP session after BFD down", "peer", p.name, "err", err)
-		}
-	}
+	return core.BFDDown
 }
 
 // bfdStatus is the BFD part of a peer's status, or nil.
-func (d *Daemon) bfdStatus(peer string) *api.BFD {
-	d.mu.Lock()
-	m, key, ok := d.bfd, d.bfdPeers[peer], d.bfdPeers != nil
-	d.mu.Unlock()
-	if m == nil || !ok {
-		return nil
-	}
+func bfdStatus(m *bfd.Manager, key bfd.Key) *api.BFD {
 	st, found := m.SessionStatus(key)
 	if !found {
 		return nil

@@ -11,7 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,7 +19,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bgpgw/bgpgw/pkg/api"
-	"github.com/bgpgw/bgpgw/pkg/bfd"
 	"github.com/bgpgw/bgpgw/pkg/bgp"
 	"github.com/bgpgw/bgpgw/pkg/config"
 	"github.com/bgpgw/bgpgw/pkg/core"
@@ -41,74 +40,80 @@ type Options struct {
 	// RouteNetns, when set, makes the route installer work in that network
 	// namespace instead of the daemon's own (tests).
 	RouteNetns netns.NsHandle
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock is the loop's clock; nil means the time package's.
+	Clock Clock
 	// ConfigPath is the file a reload reads again; empty: no reload.
 	ConfigPath string
 	// Reload receives a value for every reload request (SIGHUP).
 	Reload <-chan struct{}
 }
 
-// Daemon is one running instance.
+// routeSetter is the route installer as the loop uses it.
+type routeSetter interface {
+	// Set makes the installed routes exactly routes and returns what is
+	// installed afterwards (also after an error).
+	Set(routes []route.Route) ([]route.Route, error)
+}
+
+// Daemon is one running instance. One goroutine, the loop, owns the core
+// and all the state below the line; everything else reaches it through the
+// mailbox (events.go) and reads what the loop publishes (snapshot.go).
 type Daemon struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	now     func() time.Time
-	speaker bgp.Speaker
-	routes  *route.Installer
+	log        *slog.Logger
+	clock      Clock
+	speaker    bgp.Speaker
+	routes     routeSetter
+	mail       *mailbox
+	snap       atomic.Pointer[snapshot]
+	notify     *sdnotify.Notifier
+	metrics    *daemonMetrics // nil with metrics.listen off
+	configPath string
 
-	wake   chan struct{}
-	bgpErr string // last failure to read BGP state; loop goroutine only
-
-	drainMu sync.Mutex // serialises drain and undrain (core and state file together)
-
-	mu         sync.Mutex // guards everything below
-	stopping   bool       // SIGTERM received: draining to exit
-	core       *core.Core
-	out        core.Output
-	shutDown   map[string]bool // sessions held down by a drain
-	installed  []route.Route
-	lastErrs   []string
-	checks     map[string]api.Check
-	bfd        *bfd.Manager
-	bfdPeers   map[string]bfd.Key // peer name -> session
-	bfdByKey   map[bfd.Key]*bfdPeer
-	bfdConfigs map[bfd.Key]bfd.SessionConfig
-	// Where reconfigureBFD starts the BFD manager when a reload adds the
-	// first session.
-	bfdCtx   context.Context
-	bfdGroup *errgroup.Group
-	bfdStop  <-chan struct{}
-	// Health runner of the current checks; a reload that changes them
-	// replaces it.
-	healthCancel func()
-	healthGroup  *errgroup.Group
-	healthCtx    context.Context
-	healthStopCh <-chan struct{}
-	healthDone   <-chan struct{}
-
-	configPath   string
-	reloadMu     sync.Mutex // serialises reloads
+	// Owned by the loop goroutine.
+	cfg          *config.Config
+	core         *core.Core
+	out          core.Output
+	shutDown     map[string]bool   // sessions held down
+	resetGen     map[string]uint64 // the last core.Reset applied, per peer
+	installed    []route.Route
+	bgpErr       string           // last failure to read BGP state
+	sessions     []bgp.PeerStatus // last read from the speaker
+	applied      map[string][]bgp.Announcement
+	lastErrs     []string
+	checks       map[string]api.Check
 	lastReload   *api.Reload
-	started      bool           // every component is running: reloads may start
-	peersChanged bool           // a reload re-created sessions: shutDown is stale
-	ipsec        *ipsec.Manager // nil with ipsec.mode none
-	notify       *sdnotify.Notifier
-	metrics      *daemonMetrics // nil with metrics.listen off
+	stopping     bool // SIGTERM received: draining to exit
+	looping      bool // the loop runs (components start at a reload)
+	peersChanged bool // a reload re-created sessions: shutDown is stale
+	ipsec        *ipsec.Manager
+	bfd          bfdSessions
+	health       healthRunner
+	// Where components started at runtime (a reload's health runner or
+	// first BFD session) run.
+	runCtx  context.Context
+	runG    *errgroup.Group
+	runStop <-chan struct{}
+}
+
+// newDaemon returns a daemon for cfg with the loop's state initialised.
+func newDaemon(cfg *config.Config, opts Options) *Daemon {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	clock := opts.Clock
+	if clock == nil {
+		clock = realClock{}
+	}
+	return &Daemon{cfg: cfg, log: log, clock: clock, mail: newMailbox(),
+		core: core.New(cfg, clock.Now()), shutDown: map[string]bool{}, resetGen: map[string]uint64{},
+		checks: map[string]api.Check{}, notify: sdnotify.New(), configPath: opts.ConfigPath}
 }
 
 // Run runs the daemon until ctx ends, then drains (GRACEFUL_SHUTDOWN for
 // drain.time, then withdrawal) and shuts down in order: BGP sessions close,
 // kernel routes are removed, the API stops answering.
 func Run(ctx context.Context, cfg *config.Config, opts Options) error {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
 	// One instance per socket: the lock is taken before touching routes or
 	// sessions and released last, after BGP has stopped and the routes are
 	// gone, so a second bgpgw never flushes the first one's routes nor
@@ -118,9 +123,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	defer unlock()
-	d := &Daemon{cfg: cfg, log: log, now: now, wake: make(chan struct{}, 1),
-		core: core.New(cfg, now()), shutDown: map[string]bool{}, checks: map[string]api.Check{},
-		notify: sdnotify.New(), configPath: opts.ConfigPath}
+	d := newDaemon(cfg, opts)
+	log := d.log
 	srv, err := api.Listen(cfg.API.Socket, d)
 	if err != nil {
 		return err
@@ -137,7 +141,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	if drained {
 		log.Warn("starting drained: `bgpgw undrain` to announce again", "state_file", cfg.Drain.StateFile)
-		d.core.SetDrain(now(), true, true)
+		d.core.SetDrain(d.clock.Now(), true, true)
 	}
 
 	routes, err := route.New(route.Options{Table: cfg.Kernel.Table, Protocol: cfg.Kernel.Protocol, Netns: opts.RouteNetns, Logger: log})
@@ -177,6 +181,26 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	defer abort()
 	g, gctx := errgroup.WithContext(runCtx)
 	stop := make(chan struct{})
+	d.runCtx, d.runG, d.runStop = gctx, g, stop
+	// The components start before the loop, which owns them from then on.
+	err = d.startIPsec(gctx, g, stop, opts)
+	if err == nil {
+		err = d.startHealth()
+	}
+	if err == nil {
+		err = d.startBFD()
+	}
+	if err != nil {
+		abort() // nothing was announced yet
+		close(stop)
+		return errors.Join(err, g.Wait())
+	}
+	// Status answers from the start, before the loop's first pass.
+	if st, err := speaker.Sessions(ctx); err == nil {
+		d.sessions = st
+	}
+	d.out = d.core.Output(d.clock.Now())
+	d.publish()
 	g.Go(srv.Serve)
 	g.Go(func() error {
 		for {
@@ -186,40 +210,19 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			case <-gctx.Done():
 				return nil
 			case <-opts.Reload:
-				_ = d.Reload(gctx) // logged and recorded in status
+				_, _ = d.Reload(gctx) // logged and recorded in status
 			}
 		}
 	})
 	d.serveMetrics(gctx, g, stop)
 	g.Go(func() error {
 		defer func() { _ = srv.Close() }()
-		return d.loop(gctx, ctx.Done(), stop)
+		defer close(stop)
+		return d.loop(gctx, ctx.Done())
 	})
-	err = d.startIPsec(gctx, g, stop, opts)
-	if err == nil {
-		err = d.startHealth(gctx, g, stop)
-	}
-	if err == nil {
-		err = d.startBFD(gctx, g, stop)
-	}
-	if err != nil {
-		abort() // nothing was announced yet: the loop waits for sessions and checks
-		return errors.Join(err, g.Wait())
-	}
-	d.mu.Lock()
-	d.started = true
-	d.mu.Unlock()
 	err = g.Wait()
 	log.Info("bgpgw stopped", "instance", cfg.Instance.Name)
 	return err
-}
-
-func (d *Daemon) poke() {
-	d.metrics.event(d.now())
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
 }
 
 // lockInstance takes an exclusive, non-blocking flock on path and returns

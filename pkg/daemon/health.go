@@ -5,27 +5,22 @@ import (
 	"fmt"
 	"slices"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/bgpgw/bgpgw/pkg/api"
 	"github.com/bgpgw/bgpgw/pkg/config"
 	"github.com/bgpgw/bgpgw/pkg/health"
 	"github.com/bgpgw/bgpgw/pkg/route"
 )
 
-// startHealth runs the configured health checks until the loop stops and
-// feeds every result to the core; the loop reconciles at once.
-func (d *Daemon) startHealth(ctx context.Context, g *errgroup.Group, stop <-chan struct{}) error {
-	d.mu.Lock()
-	d.healthCtx, d.healthGroup, d.healthStopCh = ctx, g, stop
-	d.mu.Unlock()
-	return d.runHealth(d.config().Health)
+// healthRunner is the running set of health checks; the loop's.
+type healthRunner struct {
+	gen    uint64 // results of other generations are dropped
+	cancel func()
 }
 
-// runHealth starts a runner for checks.
-func (d *Daemon) runHealth(cfgChecks []config.Check) error {
-	r, err := d.newHealthRunner(cfgChecks)
-	if err != nil || r == nil {
+// startHealth runs the configured health checks.
+func (d *Daemon) startHealth() error {
+	r, err := d.newHealthRunner(d.cfg.Health)
+	if err != nil {
 		return err
 	}
 	d.startHealthRunner(r)
@@ -49,13 +44,21 @@ func (d *Daemon) newHealthRunner(cfgChecks []config.Check) (*health.Runner, erro
 	return r, nil
 }
 
+// startHealthRunner stops the running checks, if any, and runs r (when
+// not nil) until the loop stops, posting its results to the loop. No
+// result of the stopped checks counts once this returns.
 func (d *Daemon) startHealthRunner(r *health.Runner) {
-	d.mu.Lock()
-	ctx, g, stop := d.healthCtx, d.healthGroup, d.healthStopCh
-	hctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	d.healthCancel, d.healthDone = cancel, done
-	d.mu.Unlock()
+	if d.health.cancel != nil {
+		d.health.cancel()
+	}
+	d.health.gen++
+	d.health.cancel = nil
+	if r == nil {
+		return
+	}
+	gen, g, stop := d.health.gen, d.runG, d.runStop
+	hctx, cancel := context.WithCancel(d.runCtx)
+	d.health.cancel = cancel
 	g.Go(func() error {
 		select {
 		case <-stop:
@@ -66,31 +69,15 @@ func (d *Daemon) startHealthRunner(r *health.Runner) {
 	})
 	g.Go(func() error { return r.Run(hctx) })
 	g.Go(func() error {
-		defer close(done)
 		for res := range r.Results() {
-			d.checkResult(res)
+			d.mail.post(checkEvent{gen: gen, res: res}, d.clock.Now())
 		}
 		return nil
 	})
 }
 
-// stopHealth stops the running checks and waits until their last result
-// has been fed to the core.
-func (d *Daemon) stopHealth() {
-	d.mu.Lock()
-	cancel, done := d.healthCancel, d.healthDone
-	d.healthCancel, d.healthDone = nil, nil
-	d.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
-}
-
 // forgetChecks drops the status of checks cfg no longer has.
 func (d *Daemon) forgetChecks(cfg *config.Config) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	for name := range d.checks {
 		if !slices.ContainsFunc(cfg.Health, func(c config.Check) bool { return c.Name == name }) {
 			delete(d.checks, name)
@@ -103,11 +90,14 @@ func healthCheck(c config.Check) health.Check {
 		Interval: c.Interval, Timeout: c.Timeout}
 }
 
-func (d *Daemon) checkResult(res health.Result) {
-	now := d.now()
-	d.mu.Lock()
+// checkResult feeds one result of the running checks to the core.
+func (d *Daemon) checkResult(ev checkEvent) {
+	if ev.gen != d.health.gen {
+		return
+	}
+	res := ev.res
 	prev, seen := d.checks[res.Check]
-	d.core.CheckResult(now, res.Check, res.OK)
+	d.core.CheckResult(d.clock.Now(), res.Check, res.OK)
 	ok, at := res.OK, res.At.UTC()
 	scope := ""
 	for _, c := range d.cfg.Health {
@@ -116,7 +106,6 @@ func (d *Daemon) checkResult(res health.Result) {
 		}
 	}
 	d.checks[res.Check] = api.Check{Name: res.Check, Scope: scope, OK: &ok, Detail: res.Detail, At: &at}
-	d.mu.Unlock()
 	if !seen || prev.OK == nil || *prev.OK != res.OK {
 		if res.OK {
 			d.log.Info("health check passing", "check", res.Check)
@@ -124,5 +113,4 @@ func (d *Daemon) checkResult(res health.Result) {
 			d.log.Warn("health check failing", "check", res.Check, "reason", res.Detail)
 		}
 	}
-	d.poke()
 }

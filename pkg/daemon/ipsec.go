@@ -15,7 +15,7 @@ import (
 // until the loop stops, then terminates them. Every tunnel state change
 // wakes the loop, which feeds the states to the core.
 func (d *Daemon) startIPsec(ctx context.Context, g *errgroup.Group, stop <-chan struct{}, opts Options) error {
-	cfg := d.config()
+	cfg := d.cfg
 	if cfg.IPsec.Mode == config.IPsecNone {
 		return nil
 	}
@@ -35,9 +35,7 @@ func (d *Daemon) startIPsec(ctx context.Context, g *errgroup.Group, stop <-chan 
 	}
 	m := ipsec.New(ipsec.Options{Mode: cfg.IPsec.Mode, Socket: cfg.IPsec.ViciSocket, Tunnels: cfg.Tunnels,
 		Announce: cfg.Announce, DataPlane: dp, Logger: d.log, OnChange: d.poke})
-	d.mu.Lock()
 	d.ipsec = m
-	d.mu.Unlock()
 	ictx, cancel := context.WithCancel(ctx)
 	g.Go(func() error {
 		select {
@@ -54,24 +52,20 @@ func (d *Daemon) startIPsec(ctx context.Context, g *errgroup.Group, stop <-chan 
 	return nil
 }
 
-// observeTunnels feeds the tunnels' IPsec states to the core. Called with
-// mu held.
+// observeTunnels feeds the tunnels' IPsec states to the core.
 func (d *Daemon) observeTunnels() {
 	if d.ipsec == nil {
 		return
 	}
-	now := d.now()
+	now := d.clock.Now()
 	for _, s := range d.ipsec.Status() {
 		d.core.TunnelState(now, s.Name, s.Up())
 	}
 }
 
-// ipsecStatus is a tunnel's IPsec state for the API; nil when bgpgw does
-// not manage the tunnels.
-func (d *Daemon) ipsecStatus() map[string]*api.IPsec {
-	d.mu.Lock()
-	m := d.ipsec
-	d.mu.Unlock()
+// ipsecStatus is every tunnel's IPsec state for the API; nil when bgpgw
+// does not manage the tunnels (m is nil).
+func ipsecStatus(m *ipsec.Manager) map[string]*api.IPsec {
 	if m == nil {
 		return nil
 	}

@@ -15,13 +15,15 @@ import (
 	"github.com/bgpgw/bgpgw/pkg/route"
 )
 
-// loop reconciles on every wake-up until stopping, which starts a drain;
-// it returns once the drain is complete (or was already).
-func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}, stopped chan<- struct{}) error {
-	defer close(stopped)
+// loop handles events and reconciles until stopping, which starts a drain;
+// it returns once the drain is complete (or was already). It is the only
+// goroutine that touches the core.
+func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}) error {
+	defer d.mail.close()
+	d.looping = true
 	resync := time.NewTicker(ResyncInterval)
 	defer resync.Stop()
-	timer := time.NewTimer(time.Hour)
+	timer := d.clock.NewTimer(time.Hour)
 	defer timer.Stop()
 	// systemd's watchdog is pinged from this loop, so a wedged loop gets the
 	// daemon restarted.
@@ -36,9 +38,14 @@ func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}, stopped cha
 	// first pass and the resync): a health, BFD, drain or timer event goes
 	// straight to the withdrawal without walking the RIB first.
 	observe := true
+	var replies []func() // answered once the pass that applies them published
 	for {
 		out := d.reconcile(ctx, observe)
 		observe = false
+		for _, r := range replies {
+			r()
+		}
+		replies = nil
 		if !ready {
 			ready = true
 			if err := d.notify.Ready(); err != nil {
@@ -50,7 +57,7 @@ func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}, stopped cha
 			return nil
 		}
 		if !out.NextWake.IsZero() {
-			timer.Reset(max(out.NextWake.Sub(d.now()), 0))
+			timer.Reset(max(out.NextWake.Sub(d.clock.Now()), 0))
 		}
 		select {
 		case <-ctx.Done():
@@ -60,61 +67,86 @@ func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}, stopped cha
 		case <-stopping:
 			stopping, exiting = nil, true
 			_ = d.notify.Stopping()
-			d.log.Info("stopping: draining first", "drain_time", d.config().Drain.Time)
-			d.mu.Lock()
+			d.log.Info("stopping: draining first", "drain_time", d.cfg.Drain.Time)
 			d.stopping = true
-			d.core.SetDrain(d.now(), true, false) // not persisted: a restart comes back undrained
-			d.mu.Unlock()
+			d.core.SetDrain(d.clock.Now(), true, false) // not persisted: a restart comes back undrained
 		case <-d.speaker.Changed():
 			observe = true
-			d.metrics.event(d.now())
-		case <-d.wake:
-		case <-timer.C:
+			d.metrics.event(d.clock.Now())
+		case <-d.mail.ready:
+			replies = d.handleEvents(ctx)
+		case <-timer.C():
 		case <-resync.C:
 			observe = true
 		}
 	}
 }
 
-// reconcile feeds the observed BGP state (when observe) to the core and
-// applies its output: announcements, session holds and kernel routes.
+// handleEvents feeds every pending event to the core. It returns the
+// replies to the requests among them, to send after the next pass: a
+// caller that reads status after `bgpgw drain` returned sees the drain.
+func (d *Daemon) handleEvents(ctx context.Context) []func() {
+	evs, first := d.mail.take()
+	if len(evs) > 0 {
+		d.metrics.event(first)
+	}
+	var replies []func()
+	for _, ev := range evs {
+		switch ev := ev.(type) {
+		case bfdEvent:
+			d.bfdChange(ev.ev)
+		case checkEvent:
+			d.checkResult(ev)
+		case request:
+			err := ev.fn(ctx)
+			replies = append(replies, func() { ev.done <- err })
+		case wake:
+		}
+	}
+	return replies
+}
+
+// reconcile feeds the observed BGP and tunnel states (BGP only when
+// observe) to the core, applies its output (announcements, session holds
+// and resets, kernel routes) and publishes the result for status.
 func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
-	since := d.metrics.take(d.now()) // the event this pass answers
+	since := d.metrics.take(d.clock.Now()) // the event this pass answers
 	var errs []string
-	var st []bgp.PeerStatus
 	if observe {
-		var err error
-		if st, err = d.speaker.Sessions(ctx); err != nil {
+		st, err := d.speaker.Sessions(ctx)
+		if err != nil {
 			d.log.Error("read BGP state", "err", err)
 			d.bgpErr = err.Error()
 		} else {
-			d.bgpErr = ""
+			d.bgpErr, d.sessions = "", st
+			now := d.clock.Now()
+			for _, p := range st {
+				if p.Kind == bgp.KindTunnel {
+					d.core.SessionState(now, p.Name, p.State == bgp.StateEstablished, p.Received)
+				}
+			}
 		}
 	}
 	if d.bgpErr != "" {
 		errs = append(errs, d.bgpErr)
 	}
-	now := d.now()
-	d.mu.Lock()
-	for _, p := range st {
-		if p.Kind == bgp.KindTunnel {
-			d.core.SessionState(now, p.Name, p.State == bgp.StateEstablished, p.Received)
-		}
-	}
 	d.observeTunnels()
+	now := d.clock.Now()
 	d.core.Tick(now)
 	out := d.core.Output(now)
 	prev := d.out
 	d.out = out
-	d.mu.Unlock()
 
 	err := d.speaker.SetAnnouncements(ctx, out.Announcements)
-	d.metrics.announced(since, d.now(), out.Announcements, err)
+	d.metrics.announced(since, d.clock.Now(), out.Announcements, err)
 	if err != nil {
 		d.log.Error("apply announcements", "err", err)
 		errs = append(errs, err.Error())
+	} else {
+		d.applied = out.Announcements
 	}
 	errs = append(errs, d.holdSessions(ctx, out)...)
+	errs = append(errs, d.applyResets(ctx, out)...)
 	installed, err := d.routes.Set(out.Routes)
 	if err != nil {
 		d.log.Error("install kernel routes", "err", err)
@@ -122,12 +154,11 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 	}
 	// Logged once the withdrawals and routes are applied: off their path.
 	d.logChanges(prev, out)
-	d.mu.Lock()
 	if !slices.EqualFunc(installed, d.installed, routeEqual) {
 		d.log.Info("kernel routes changed", "count", len(installed))
 	}
 	d.installed, d.lastErrs = installed, errs
-	d.mu.Unlock()
+	d.publish()
 	return out
 }
 
@@ -136,14 +167,12 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 // longer does.
 func (d *Daemon) holdSessions(ctx context.Context, out core.Output) []string {
 	var errs []string
-	d.mu.Lock()
 	if d.peersChanged {
 		// A reload re-created changed and added sessions enabled, and
 		// removed others: hold down again whatever must be.
 		clear(d.shutDown)
 		d.peersChanged = false
 	}
-	d.mu.Unlock()
 	wantSet := map[string]bool{}
 	reason := "tunnel down"
 	if out.Drain == core.Drained {
@@ -168,6 +197,29 @@ func (d *Daemon) holdSessions(ctx context.Context, out core.Output) []string {
 			}
 			d.log.Info("session enabled", "peer", p)
 			delete(d.shutDown, p)
+		}
+	}
+	return errs
+}
+
+// applyResets resets the sessions the core decided to reset since the
+// last pass (a BFD Down), after the withdrawals went out. A session held
+// down is not reset: it is down already.
+func (d *Daemon) applyResets(ctx context.Context, out core.Output) []string {
+	var errs []string
+	for _, peer := range slices.Sorted(maps.Keys(out.Resets)) {
+		r := out.Resets[peer]
+		if r.Gen <= d.resetGen[peer] {
+			continue
+		}
+		d.resetGen[peer] = r.Gen
+		if d.shutDown[peer] {
+			continue
+		}
+		d.log.Warn("resetting the BGP session", "peer", peer, "reason", r.Reason)
+		if err := d.speaker.Reset(ctx, peer, r.Reason); err != nil {
+			d.log.Error("reset BGP session", "peer", peer, "err", err)
+			errs = append(errs, err.Error())
 		}
 	}
 	return errs

@@ -19,57 +19,57 @@ import (
 // tunnels and BFD sessions that did not change are not touched. A file
 // that does not load, or that changes something only a restart can
 // change, is rejected: the running configuration stays, and the errors go
-// to the log and to status.
-func (d *Daemon) Reload(ctx context.Context) error {
-	d.reloadMu.Lock()
-	defer d.reloadMu.Unlock()
-	d.mu.Lock()
-	started := d.started
-	d.mu.Unlock()
-	if !started {
-		return errors.New("reload: bgpgw is still starting; try again in a moment")
-	}
+// to the log and to status. The file is read here; the loop applies it
+// and returns what it applied (the plan `bgpgw plan` would have shown).
+func (d *Daemon) Reload(ctx context.Context) (api.Plan, error) {
 	if d.configPath == "" {
-		return errors.New("reload: bgpgw was started without a configuration file path")
+		return api.Plan{}, errors.New("reload: bgpgw was started without a configuration file path")
 	}
-	cur := d.config()
-	next, err := configfile.Load(d.configPath)
-	if err == nil {
-		err = restartOnly(cur, next)
-	}
-	if err != nil {
+	next, loadErr := configfile.Load(d.configPath)
+	var p api.Plan
+	err := d.call(ctx, func(ctx context.Context) error {
+		if loadErr != nil {
+			d.rejectReload(loadErr)
+			return fmt.Errorf("reload rejected, running configuration kept: %w", loadErr)
+		}
+		var err error
+		p, err = d.applyConfig(ctx, next)
+		return err
+	})
+	return p, err
+}
+
+// applyConfig switches the running daemon to next and returns what
+// changed; on the loop.
+func (d *Daemon) applyConfig(ctx context.Context, next *config.Config) (api.Plan, error) {
+	cur := d.cfg
+	if err := restartOnly(cur, next); err != nil {
 		d.rejectReload(err)
-		return fmt.Errorf("reload rejected, running configuration kept: %w", err)
+		return api.Plan{}, fmt.Errorf("reload rejected, running configuration kept: %w", err)
 	}
 	// What can still refuse the new configuration is built before anything
 	// changes: the health checks (their targets are checked here).
 	healthChanged := !reflect.DeepEqual(cur.Health, next.Health)
 	var runner *health.Runner
 	if healthChanged {
+		var err error
 		if runner, err = d.newHealthRunner(next.Health); err != nil {
 			d.rejectReload(err)
-			return fmt.Errorf("reload rejected, running configuration kept: %w", err)
+			return api.Plan{}, fmt.Errorf("reload rejected, running configuration kept: %w", err)
 		}
 	}
 	for _, w := range next.Warnings {
 		d.log.Warn("configuration", "warning", w)
 	}
 	changes := describeChanges(cur, next)
+	plan := d.plan(d.configPath, next, nil)
 	var errs []error
 
-	if healthChanged {
-		d.stopHealth() // no result of an old check counts after the switch
-	}
-	now := d.now()
-	d.mu.Lock()
 	d.cfg = next
-	d.core.Reconfigure(now, next)
-	d.mu.Unlock()
+	d.core.Reconfigure(d.clock.Now(), next)
 	if healthChanged {
+		d.startHealthRunner(runner) // no result of an old check counts from here
 		d.forgetChecks(next)
-		if runner != nil {
-			d.startHealthRunner(runner)
-		}
 	}
 	// The speaker: the prefixes never accepted follow announce (a no-op
 	// when they did not change, and retried by the next reload if it
@@ -81,34 +81,26 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	if err := d.speaker.SetPeers(ctx, peers(next)); err != nil {
 		errs = append(errs, fmt.Errorf("BGP sessions: %w", err))
 	}
-	d.mu.Lock()
-	d.peersChanged = true // after SetPeers: the next pass holds down again
-	d.mu.Unlock()
-	d.mu.Lock()
-	m := d.ipsec
-	d.mu.Unlock()
-	if m != nil {
-		m.SetTunnels(next.Tunnels, next.Announce)
+	d.peersChanged = true // the next pass holds down again
+	if d.ipsec != nil {
+		d.ipsec.SetTunnels(next.Tunnels, next.Announce)
 	}
-	if err := d.reconfigureBFD(ctx, next); err != nil {
+	if err := d.reconfigureBFD(d.runCtx, next); err != nil {
 		errs = append(errs, fmt.Errorf("BFD: %w", err))
 	}
-	d.poke()
 
-	rec := &api.Reload{At: d.now().UTC(), OK: len(errs) == 0, Changes: changes}
+	rec := &api.Reload{At: d.clock.Now().UTC(), OK: len(errs) == 0, Changes: changes}
 	for _, e := range errs {
 		rec.Errors = append(rec.Errors, e.Error())
 	}
-	d.mu.Lock()
 	d.lastReload = rec
-	d.mu.Unlock()
 	if len(errs) > 0 {
 		err := errors.Join(errs...)
 		d.log.Error("configuration reloaded with errors", "reason", err.Error(), "changes", strings.Join(changes, "; "))
-		return fmt.Errorf("reloaded, but: %w", err)
+		return plan, fmt.Errorf("reloaded, but: %w", err)
 	}
 	d.log.Info("configuration reloaded", "changes", strings.Join(changes, "; "))
-	return nil
+	return plan, nil
 }
 
 // rejectReload records and logs a rejected reload, one line per problem.
@@ -125,9 +117,7 @@ func (d *Daemon) rejectReload(err error) {
 	for _, l := range lines {
 		d.log.Error("reload rejected: running configuration kept", "file", d.configPath, "reason", l)
 	}
-	d.mu.Lock()
-	d.lastReload = &api.Reload{At: d.now().UTC(), OK: false, Errors: lines}
-	d.mu.Unlock()
+	d.lastReload = &api.Reload{At: d.clock.Now().UTC(), OK: false, Errors: lines}
 }
 
 // restartOnly returns an error naming every setting that differs between
@@ -241,11 +231,4 @@ func sortedNames(a, b map[string]any) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// config is the running configuration.
-func (d *Daemon) config() *config.Config {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.cfg
 }

@@ -140,6 +140,18 @@ func sameTunnel(mode config.IPsecMode, a, b config.Tunnel) bool {
 	return same
 }
 
+// Rebuild says why a reload from old to next rebuilds a tunnel (its SAs
+// are re-created), or "" when charon does not touch it.
+func Rebuild(mode config.IPsecMode, old, next config.Tunnel, announceChanged bool) string {
+	switch {
+	case !sameTunnel(mode, old, next):
+		return "IKE, ESP, addresses or interface changed"
+	case announceChanged && mode == config.IPsecLibipsec:
+		return "announce changed: libipsec's traffic selectors include it"
+	}
+	return ""
+}
+
 // SetTunnels changes the configured tunnels (a reload): new ones are
 // loaded and initiated, removed ones terminated and unloaded, changed ones
 // reloaded and initiated again; the others are not touched.

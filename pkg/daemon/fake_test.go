@@ -1,0 +1,710 @@
+package daemon
+
+// Fakes of the loop's adapters (the BGP speaker, the route installer and
+// the clock) for loop tests that drive the daemon with events and assert on
+// the calls it makes. The fakes enforce their interfaces' contracts: a call
+// that a real adapter could not accept (a peer it does not hold, a session
+// enabled that was never shut down, the same prefix twice...) is recorded
+// as a violation and fails the test at its end.
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bgpgw/bgpgw/pkg/bgp"
+	"github.com/bgpgw/bgpgw/pkg/route"
+)
+
+// callLog is the ordered record of every call the loop made to the fakes,
+// shared by the speaker and the route installer so that their relative
+// order shows, and the contract violations they saw. Every change
+// broadcasts, for waitFor.
+type callLog struct {
+	mu         sync.Mutex
+	lines      []string
+	violations []string
+	notify     chan struct{} // closed and replaced on every change
+}
+
+func newCallLog() *callLog { return &callLog{notify: make(chan struct{})} }
+
+// changed wakes the waiters; caller holds l.mu.
+func (l *callLog) changed() {
+	close(l.notify)
+	l.notify = make(chan struct{})
+}
+
+// add appends lines; caller holds l.mu.
+func (l *callLog) add(lines ...string) {
+	l.lines = append(l.lines, lines...)
+}
+
+// violate records a contract violation; caller holds l.mu.
+func (l *callLog) violate(format string, args ...any) {
+	l.violations = append(l.violations, fmt.Sprintf(format, args...))
+}
+
+// Lines returns the log from line from on.
+func (l *callLog) Lines(from int) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if from > len(l.lines) {
+		return nil
+	}
+	return slices.Clone(l.lines[from:])
+}
+
+// Len is the number of lines logged so far: a mark for Lines.
+func (l *callLog) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.lines)
+}
+
+// Violations returns the contract violations so far.
+func (l *callLog) Violations() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.violations)
+}
+
+// waitFor waits until cond (called with l.mu held, so it may read the
+// fakes' state under their shared lock) holds, or fails the test after
+// timeout. It wakes on every change of the fakes' state: no polling.
+func (l *callLog) waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		ok, ch := cond(), l.notify
+		l.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("timed out after %s waiting for %s; calls:\n%s", timeout, what, strings.Join(l.Lines(0), "\n"))
+		}
+	}
+}
+
+// sessionState is what the test says a session is.
+type sessionState struct {
+	state    bgp.SessionState
+	received []netip.Prefix
+}
+
+// fakeSpeaker is a bgp.Speaker that holds the peers, shutdowns and
+// announcements the loop gave it, reports the session states the test
+// sets, and records every call in the call log. It shares the log's lock.
+type fakeSpeaker struct {
+	log *callLog
+
+	// All below guarded by log.mu.
+	peers     map[string]bgp.PeerConfig // the last SetPeers
+	order     []string                  // peer names as given to SetPeers
+	down      map[string]bool           // held down by Shutdown
+	announced map[string]map[netip.Prefix]bgp.Announcement
+	states    map[string]sessionState
+	never     []netip.Prefix
+	// check validates one announcement to one peer (nil: anything goes).
+	check func(peer string, kind bgp.PeerKind, a bgp.Announcement) error
+	// Counters for the tests and the sync helpers.
+	setPeers, setAnnouncements, sessionsReads int
+	resets                                    map[string]int
+	// pendingObserve: Changed was signalled and Sessions not called since.
+	pendingObserve bool
+	// block, when set, makes the next SetAnnouncements signal entered and
+	// wait until block is closed (or its context ends).
+	block, entered chan struct{}
+	sessionsErr    error
+
+	changed chan struct{}
+}
+
+var _ bgp.Speaker = (*fakeSpeaker)(nil)
+
+func newFakeSpeaker(log *callLog) *fakeSpeaker {
+	return &fakeSpeaker{log: log, peers: map[string]bgp.PeerConfig{}, down: map[string]bool{},
+		announced: map[string]map[netip.Prefix]bgp.Announcement{}, states: map[string]sessionState{},
+		resets: map[string]int{}, changed: make(chan struct{}, 1)}
+}
+
+// signal signals Changed (level-triggered, capacity 1); caller holds log.mu.
+func (s *fakeSpeaker) signal() {
+	s.pendingObserve = true
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// known reports whether the last SetPeers holds peer, recording a
+// violation when not; caller holds log.mu.
+func (s *fakeSpeaker) known(call, peer string) bool {
+	if _, ok := s.peers[peer]; !ok {
+		s.log.violate("%s %s: no such peer (peers: %v)", call, peer, s.order)
+		return false
+	}
+	return true
+}
+
+func (s *fakeSpeaker) SetPeers(_ context.Context, peers []bgp.PeerConfig) error {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	defer s.log.changed()
+	s.setPeers++
+	want := map[string]bgp.PeerConfig{}
+	var order, names []string
+	for _, p := range peers {
+		if _, dup := want[p.Name]; dup {
+			s.log.violate("SetPeers: peer %s twice", p.Name)
+		}
+		want[p.Name] = p
+		order = append(order, p.Name)
+	}
+	changed := false
+	for _, name := range slices.Sorted(maps.Keys(s.peers)) {
+		cur := s.peers[name]
+		w, stays := want[name]
+		switch {
+		case !stays:
+			// Removed: forgotten with what it was sent and its state.
+			s.log.add("remove peer " + name)
+			delete(s.announced, name)
+			delete(s.states, name)
+			delete(s.down, name)
+			delete(s.resets, name)
+			changed = true
+		case !w.Equal(cur):
+			// Recreated: enabled, its session starts over (what it is
+			// sent is kept, as the real speaker keeps its RIB entries).
+			s.log.add("recreate peer " + name)
+			delete(s.down, name)
+			delete(s.states, name)
+			changed = true
+		}
+	}
+	for _, name := range order {
+		if _, ok := s.peers[name]; !ok {
+			names = append(names, name)
+			changed = true
+		}
+	}
+	for _, name := range names {
+		s.log.add("add peer " + name)
+	}
+	s.peers, s.order = want, order
+	if changed {
+		s.signal()
+	}
+	return nil
+}
+
+func (s *fakeSpeaker) SetNever(_ context.Context, never []netip.Prefix) error {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	s.never = slices.Clone(never)
+	return nil
+}
+
+// attrString renders an announcement's attributes for the call log.
+func attrString(a bgp.Announcement) string {
+	var parts []string
+	if a.Prepend > 0 {
+		parts = append(parts, fmt.Sprintf("prepend %d", a.Prepend))
+	}
+	if a.HasMED {
+		parts = append(parts, fmt.Sprintf("med %d", a.MED))
+	}
+	for _, c := range a.Communities {
+		if c == bgp.CommunityGracefulShutdown {
+			parts = append(parts, "gshut")
+		} else {
+			parts = append(parts, fmt.Sprintf("community %d:%d", c>>16, c&0xffff))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " [" + strings.Join(parts, ", ") + "]"
+}
+
+func comparePrefixes(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}
+
+func (s *fakeSpeaker) SetAnnouncements(ctx context.Context, desired map[string][]bgp.Announcement) error {
+	s.log.mu.Lock()
+	block, entered := s.block, s.entered
+	s.block, s.entered = nil, nil
+	s.log.mu.Unlock()
+	if block != nil {
+		close(entered)
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	defer s.log.changed()
+	s.setAnnouncements++
+	// One path per prefix: the real speaker refuses the same prefix with
+	// other attributes for two peers.
+	paths := map[netip.Prefix]struct {
+		peer string
+		a    bgp.Announcement
+	}{}
+	next := map[string]map[netip.Prefix]bgp.Announcement{}
+	for _, peer := range slices.Sorted(maps.Keys(desired)) {
+		if !s.known("SetAnnouncements", peer) {
+			continue
+		}
+		kind := s.peers[peer].Kind
+		m := map[netip.Prefix]bgp.Announcement{}
+		for _, a := range desired[peer] {
+			if _, dup := m[a.Prefix]; dup {
+				s.log.violate("SetAnnouncements: %s announced twice to %s", a.Prefix, peer)
+			}
+			if !a.Prefix.IsValid() || a.Prefix != a.Prefix.Masked() {
+				s.log.violate("SetAnnouncements: invalid prefix %s to %s", a.Prefix, peer)
+			}
+			if !slices.IsSorted(a.Communities) {
+				s.log.violate("SetAnnouncements: %s to %s: communities not sorted: %v", a.Prefix, peer, a.Communities)
+			}
+			if s.check != nil {
+				if err := s.check(peer, kind, a); err != nil {
+					s.log.violate("SetAnnouncements: %s to %s %s: %v", a.Prefix, kind, peer, err)
+				}
+			}
+			if p, ok := paths[a.Prefix]; ok && !p.a.Equal(a) {
+				s.log.violate("SetAnnouncements: %s with other attributes to %s (%s) and %s (%s)",
+					a.Prefix, p.peer, attrString(p.a), peer, attrString(a))
+			}
+			paths[a.Prefix] = struct {
+				peer string
+				a    bgp.Announcement
+			}{peer, a}
+			m[a.Prefix] = a
+		}
+		next[peer] = m
+	}
+	// The call log gets the difference with the previous call, per peer.
+	for _, peer := range slices.Sorted(maps.Keys(s.peers)) {
+		was, now := s.announced[peer], next[peer]
+		for _, p := range slices.SortedFunc(maps.Keys(was), comparePrefixes) {
+			if _, ok := now[p]; !ok {
+				s.log.add(fmt.Sprintf("withdraw %s %s", peer, p))
+			}
+		}
+		for _, p := range slices.SortedFunc(maps.Keys(now), comparePrefixes) {
+			a := now[p]
+			old, ok := was[p]
+			switch {
+			case !ok:
+				s.log.add(fmt.Sprintf("announce %s %s%s", peer, p, attrString(a)))
+			case !old.Equal(a):
+				s.log.add(fmt.Sprintf("update %s %s%s", peer, p, attrString(a)))
+			}
+		}
+		if len(now) == 0 {
+			delete(s.announced, peer)
+		} else {
+			s.announced[peer] = now
+		}
+	}
+	return nil
+}
+
+func (s *fakeSpeaker) Status(ctx context.Context) ([]bgp.PeerStatus, error) {
+	st, err := s.Sessions(ctx)
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	for i := range st {
+		if st[i].State == bgp.StateEstablished {
+			st[i].Announced = slices.SortedFunc(maps.Keys(s.announced[st[i].Name]), comparePrefixes)
+		}
+	}
+	return st, err
+}
+
+// Sessions reports every peer of the last SetPeers, in its order, in the
+// state the test set (idle by default); a peer held down is idle.
+func (s *fakeSpeaker) Sessions(context.Context) ([]bgp.PeerStatus, error) {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	defer s.log.changed()
+	s.sessionsReads++
+	s.pendingObserve = false
+	if s.sessionsErr != nil {
+		return nil, s.sessionsErr
+	}
+	var out []bgp.PeerStatus
+	for _, name := range s.order {
+		p := s.peers[name]
+		st := s.states[name]
+		ps := bgp.PeerStatus{Name: name, Kind: p.Kind, Address: p.Address, PeerASN: p.PeerASN,
+			State: st.state, AdminDown: s.down[name]}
+		if ps.State == "" || ps.AdminDown {
+			ps.State = bgp.StateIdle
+		}
+		if ps.State == bgp.StateEstablished {
+			ps.Since = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			ps.Received = slices.Clone(st.received)
+		}
+		out = append(out, ps)
+	}
+	return out, nil
+}
+
+func (s *fakeSpeaker) Changed() <-chan struct{} { return s.changed }
+
+func (s *fakeSpeaker) Shutdown(_ context.Context, peer, message string) error {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	defer s.log.changed()
+	s.log.add("shutdown " + peer)
+	if !s.known("Shutdown", peer) {
+		return fmt.Errorf("peer %s: not configured", peer)
+	}
+	if s.down[peer] {
+		s.log.violate("Shutdown %s: already shut down", peer)
+	}
+	if message == "" {
+		s.log.violate("Shutdown %s: no RFC 8203 message", peer)
+	}
+	s.down[peer] = true
+	s.signal() // the session goes down
+	return nil
+}
+
+func (s *fakeSpeaker) Enable(_ context.Context, peer string) error {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	defer s.log.changed()
+	s.log.add("enable " + peer)
+	if !s.known("Enable", peer) {
+		return fmt.Errorf("peer %s: not configured", peer)
+	}
+	if !s.down[peer] {
+		s.log.violate("Enable %s: not shut down", peer)
+	}
+	delete(s.down, peer)
+	s.signal() // the session may come up
+	return nil
+}
+
+func (s *fakeSpeaker) Reset(_ context.Context, peer, message string) error {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	defer s.log.changed()
+	s.log.add(fmt.Sprintf("reset %s: %s", peer, message))
+	if !s.known("Reset", peer) {
+		return fmt.Errorf("peer %s: not configured", peer)
+	}
+	if s.down[peer] {
+		s.log.violate("Reset %s: held down by Shutdown", peer)
+	}
+	s.resets[peer]++
+	return nil
+}
+
+func (s *fakeSpeaker) Close() {}
+
+// setSession sets what Sessions reports for peer and signals Changed.
+func (s *fakeSpeaker) setSession(peer string, state bgp.SessionState, received ...string) {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	defer s.log.changed()
+	st := sessionState{state: state}
+	for _, p := range received {
+		st.received = append(st.received, netip.MustParsePrefix(p))
+	}
+	s.states[peer] = st
+	s.signal()
+}
+
+// blockNext makes the next SetAnnouncements wait until the returned
+// release is called; entered is closed once it waits.
+func (s *fakeSpeaker) blockNext() (entered <-chan struct{}, release func()) {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	block, ent := make(chan struct{}), make(chan struct{})
+	s.block, s.entered = block, ent
+	var once sync.Once
+	return ent, func() { once.Do(func() { close(block) }) }
+}
+
+// announcedTo returns what peer is announced now, sorted by prefix.
+func (s *fakeSpeaker) announcedTo(peer string) []bgp.Announcement {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	return s.announcedLocked(peer)
+}
+
+func (s *fakeSpeaker) announcedLocked(peer string) []bgp.Announcement {
+	m := s.announced[peer]
+	var out []bgp.Announcement
+	for _, p := range slices.SortedFunc(maps.Keys(m), comparePrefixes) {
+		out = append(out, m[p])
+	}
+	return out
+}
+
+// prefixesTo returns the prefixes announced to peer, as strings.
+func (s *fakeSpeaker) prefixesTo(peer string) []string {
+	var out []string
+	for _, a := range s.announcedTo(peer) {
+		out = append(out, a.Prefix.String())
+	}
+	return out
+}
+
+// isDown reports whether peer is held down.
+func (s *fakeSpeaker) isDown(peer string) bool {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	return s.down[peer]
+}
+
+// peerNames is the last SetPeers, in its order.
+func (s *fakeSpeaker) peerNames() []string {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	return slices.Clone(s.order)
+}
+
+// counts returns the SetPeers calls and the resets of peer so far.
+func (s *fakeSpeaker) counts(peer string) (setPeers, resets int) {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	return s.setPeers, s.resets[peer]
+}
+
+// observePending reports whether Changed was signalled and the loop has
+// not read Sessions since.
+func (s *fakeSpeaker) observePending() bool {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	return s.pendingObserve
+}
+
+// cloudPrefixCheck is a speaker check: tunnel peers are sent only the
+// cloud prefixes (announce), cloud-side peers never one of them.
+func cloudPrefixCheck(announce []netip.Prefix) func(string, bgp.PeerKind, bgp.Announcement) error {
+	return func(_ string, kind bgp.PeerKind, a bgp.Announcement) error {
+		cloud := slices.Contains(announce, a.Prefix)
+		switch {
+		case kind == bgp.KindTunnel && !cloud:
+			return fmt.Errorf("not a cloud prefix (announce: %v)", announce)
+		case kind == bgp.KindCloud && cloud:
+			return fmt.Errorf("a cloud prefix sent back to the cloud side")
+		}
+		return nil
+	}
+}
+
+// fakeRoutes is the route installer: it holds the installed routes,
+// rejects what the kernel would (a prefix twice, an invalid next hop) and
+// logs every route added, changed or removed in the call log.
+type fakeRoutes struct {
+	log       *callLog
+	installed []route.Route // guarded by log.mu
+	sets      int
+	fail      error // Set fails with it, installing nothing
+}
+
+var _ routeSetter = (*fakeRoutes)(nil)
+
+func newFakeRoutes(log *callLog) *fakeRoutes { return &fakeRoutes{log: log} }
+
+func (r *fakeRoutes) Set(routes []route.Route) ([]route.Route, error) {
+	r.log.mu.Lock()
+	defer r.log.mu.Unlock()
+	defer r.log.changed()
+	r.sets++
+	if r.fail != nil {
+		return slices.Clone(r.installed), r.fail
+	}
+	seen := map[netip.Prefix]bool{}
+	var next []route.Route
+	var errs []string
+	for _, rt := range routes {
+		p := rt.Prefix
+		bad := ""
+		switch {
+		case !p.IsValid() || p != p.Masked():
+			bad = "invalid prefix"
+		case seen[p]:
+			bad = "prefix twice"
+		case len(rt.NextHops) == 0:
+			bad = "no next hop"
+		}
+		for _, nh := range rt.NextHops {
+			if bad == "" && (!nh.IsValid() || nh.IsUnspecified() || nh.Is4() != p.Addr().Is4()) {
+				bad = fmt.Sprintf("invalid next hop %v", nh)
+			}
+		}
+		if bad != "" {
+			r.log.violate("routes.Set: %s: %s", rt, bad)
+			errs = append(errs, fmt.Sprintf("%s: %s", rt, bad))
+			continue
+		}
+		seen[p] = true
+		hops := slices.Clone(rt.NextHops)
+		slices.SortFunc(hops, netip.Addr.Compare)
+		next = append(next, route.Route{Prefix: p, NextHops: slices.Compact(hops)})
+	}
+	slices.SortFunc(next, func(a, b route.Route) int { return comparePrefixes(a.Prefix, b.Prefix) })
+	was := map[netip.Prefix]route.Route{}
+	for _, rt := range r.installed {
+		was[rt.Prefix] = rt
+	}
+	now := map[netip.Prefix]bool{}
+	for _, rt := range next {
+		now[rt.Prefix] = true
+		old, ok := was[rt.Prefix]
+		switch {
+		case !ok:
+			r.log.add("route add " + rt.String())
+		case !slices.Equal(old.NextHops, rt.NextHops):
+			r.log.add("route change " + rt.String())
+		}
+	}
+	for _, rt := range r.installed {
+		if !now[rt.Prefix] {
+			r.log.add("route del " + rt.Prefix.String())
+		}
+	}
+	r.installed = next
+	var err error
+	if len(errs) > 0 {
+		err = fmt.Errorf("routes rejected: %s", strings.Join(errs, "; "))
+	}
+	return slices.Clone(next), err
+}
+
+// routes returns the installed routes as "PREFIX via HOP,HOP".
+func (r *fakeRoutes) routes() []string {
+	r.log.mu.Lock()
+	defer r.log.mu.Unlock()
+	var out []string
+	for _, rt := range r.installed {
+		out = append(out, rt.String())
+	}
+	return out
+}
+
+// fakeClock is a Clock whose time moves only by Advance, which fires the
+// timers that are due (their channels hold one value, like time.Timer's).
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+var _ Clock = (*fakeClock)(nil)
+
+func newFakeClock(now time.Time) *fakeClock { return &fakeClock{now: now} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) NewTimer(d time.Duration) Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{c: c, ch: make(chan time.Time, 1)}
+	c.timers = append(c.timers, t)
+	t.resetLocked(d)
+	return t
+}
+
+// Advance moves the time by d and fires every timer due by then.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	for _, t := range c.timers {
+		if t.active && !t.when.After(c.now) {
+			t.fireLocked()
+		}
+	}
+}
+
+// pending reports how many timers are armed.
+func (c *fakeClock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.timers {
+		if t.active {
+			n++
+		}
+	}
+	return n
+}
+
+type fakeTimer struct {
+	c      *fakeClock
+	ch     chan time.Time
+	when   time.Time
+	active bool
+}
+
+func (t *fakeTimer) C() <-chan time.Time { return t.ch }
+
+// Reset re-arms the timer; no value sent before it is received after it
+// (Go 1.23 semantics). A due timer fires at once.
+func (t *fakeTimer) Reset(d time.Duration) {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	t.resetLocked(d)
+}
+
+func (t *fakeTimer) resetLocked(d time.Duration) {
+	t.drain()
+	t.when, t.active = t.c.now.Add(d), true
+	if d <= 0 {
+		t.fireLocked()
+	}
+}
+
+func (t *fakeTimer) Stop() {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	t.active = false
+	t.drain()
+}
+
+func (t *fakeTimer) drain() {
+	select {
+	case <-t.ch:
+	default:
+	}
+}
+
+func (t *fakeTimer) fireLocked() {
+	t.active = false
+	select {
+	case t.ch <- t.c.now:
+	default:
+	}
+}

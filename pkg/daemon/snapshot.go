@@ -1,0 +1,124 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/bgpgw/bgpgw/pkg/api"
+	"github.com/bgpgw/bgpgw/pkg/bfd"
+	"github.com/bgpgw/bgpgw/pkg/bgp"
+	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/core"
+	"github.com/bgpgw/bgpgw/pkg/ipsec"
+	"github.com/bgpgw/bgpgw/pkg/route"
+)
+
+// snapshot is what the loop last applied, published at the end of every
+// pass. Status and every metrics scrape read it: they never run core code,
+// wait for the loop, or walk GoBGP's tables. Nothing in it is changed after
+// it is published.
+type snapshot struct {
+	cfg       *config.Config
+	out       core.Output
+	installed []route.Route
+	errs      []string
+	checks    []api.Check
+	reload    *api.Reload
+	// sessions as last read (on every change the speaker signals), with
+	// Announced: what the last successful SetAnnouncements gave each
+	// established peer.
+	sessions []bgp.PeerStatus
+	bfdKeys  map[string]bfd.Key // peer name -> its BFD session
+	bfd      *bfd.Manager
+	ipsec    *ipsec.Manager
+}
+
+// publish makes the loop's present state the one status reads.
+func (d *Daemon) publish() {
+	s := &snapshot{cfg: d.cfg, out: d.out, installed: d.installed, errs: d.lastErrs,
+		reload: d.lastReload, bfd: d.bfd.m, ipsec: d.ipsec, bfdKeys: map[string]bfd.Key{}}
+	for k, p := range d.bfd.byKey {
+		s.bfdKeys[p.name] = k
+	}
+	for _, ch := range d.cfg.Health {
+		c, ok := d.checks[ch.Name]
+		if !ok {
+			c = api.Check{Name: ch.Name, Scope: scopeName(ch)}
+		}
+		s.checks = append(s.checks, c)
+	}
+	s.sessions = make([]bgp.PeerStatus, len(d.sessions))
+	for i, p := range d.sessions {
+		if p.State == bgp.StateEstablished {
+			for _, a := range d.applied[p.Name] {
+				p.Announced = append(p.Announced, a.Prefix)
+			}
+		}
+		s.sessions[i] = p
+	}
+	d.snap.Store(s)
+}
+
+// Status implements api.Backend from the last published snapshot.
+func (d *Daemon) Status(context.Context) (api.Status, error) {
+	s := d.snap.Load()
+	if s == nil {
+		return api.Status{}, errors.New("bgpgw is starting: no status yet")
+	}
+	now := d.clock.Now()
+	out := s.out
+	st := api.Status{
+		Instance:   api.Instance{Name: s.cfg.Instance.Name, Mode: string(s.cfg.Instance.Mode), Role: string(out.Role)},
+		Drained:    out.Drain != core.Normal,
+		DrainState: string(out.Drain),
+		InstanceOK: out.InstanceOK,
+		Tunnels:    []api.Tunnel{},
+		Checks:     append([]api.Check{}, s.checks...),
+		Peers:      []api.Peer{},
+		Routes:     []api.Route{},
+		Errors:     append([]string(nil), s.errs...),
+		Reload:     s.reload,
+	}
+	for _, r := range s.installed {
+		st.Routes = append(st.Routes, api.Route{Prefix: r.Prefix.String(), NextHops: strs(r.NextHops)})
+	}
+	ipsecSt := ipsecStatus(s.ipsec)
+	for _, t := range out.Tunnels {
+		at := api.Tunnel{Name: t.Name, Carrying: t.Carrying, Reason: t.Reason, Flaps: t.Flaps, IPsec: ipsecSt[t.Name]}
+		if t.HoldDown.After(now) {
+			h := t.HoldDown.UTC()
+			at.HoldDownUntil = &h
+		}
+		st.Tunnels = append(st.Tunnels, at)
+	}
+	for _, p := range s.sessions {
+		ap := apiPeer(p, now)
+		if k, ok := s.bfdKeys[p.Name]; ok && s.bfd != nil {
+			ap.BFD = bfdStatus(s.bfd, k)
+		}
+		st.Peers = append(st.Peers, ap)
+	}
+	return st, nil
+}
+
+func scopeName(ch config.Check) string {
+	if ch.Scope == config.ScopeTunnel {
+		return "tunnel:" + ch.Tunnel
+	}
+	return string(ch.Scope)
+}
+
+func apiPeer(p bgp.PeerStatus, now time.Time) api.Peer {
+	ap := api.Peer{
+		Name: p.Name, Kind: string(p.Kind), Address: p.Address.String(), PeerASN: p.PeerASN,
+		State: string(p.State), AdminDown: p.AdminDown, LastError: p.LastError,
+		Announced: strs(p.Announced), Received: strs(p.Received), Rejected: strs(p.Rejected),
+	}
+	if !p.Since.IsZero() {
+		since := p.Since.UTC()
+		ap.EstablishedSince = &since
+		ap.UptimeSeconds = now.Sub(p.Since).Round(time.Millisecond).Seconds()
+	}
+	return ap
+}
