@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -39,8 +40,14 @@ func EnterPrivateNetns() {
 }
 
 // RunInPrivateNetns is for a package's TestMain: the tests run in a
-// private network namespace (see EnterPrivateNetns).
+// private network namespace (see EnterPrivateNetns). Without root the test
+// binary fails at once, saying why: no test is skipped.
 func RunInPrivateNetns(m *testing.M) {
+	if os.Getenv(privateNetnsEnv) == "" && os.Geteuid() != 0 {
+		fmt.Fprintf(os.Stderr, "%s: needs root: these tests run in a private network namespace (unshare --net); "+
+			"`make check` runs the tests that need no root\n", filepath.Base(os.Args[0]))
+		os.Exit(1)
+	}
 	EnterPrivateNetns()
 	os.Exit(m.Run())
 }

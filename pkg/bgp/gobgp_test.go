@@ -1,3 +1,5 @@
+//go:build !nonetns
+
 package bgp
 
 import (
@@ -23,7 +25,14 @@ import (
 )
 
 // The tests run in a private network namespace: the speakers listen on
-// 127.0.0.x there and nowhere else.
+// 127.0.0.x there and nowhere else. It needs root, and fails without it
+// (lab.RunInPrivateNetns).
+//
+// The files built with !nonetns (this one, grpc_test.go) hold the tests
+// that need that namespace: real speakers and peers, the listeners in the
+// namespace. `make check` builds with -tags nonetns: without them and
+// without this TestMain, the pure tests (diff_test.go) run as any user.
+// `make test` builds without the tag and runs every test here.
 func TestMain(m *testing.M) { lab.RunInPrivateNetns(m) }
 
 func freePort(t *testing.T) int {

@@ -1,3 +1,5 @@
+//go:build !nonetns
+
 package bgp
 
 import (

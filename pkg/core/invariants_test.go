@@ -14,10 +14,26 @@ import (
 
 // inputs is the test's own record of the inputs, to check the output against.
 type inputs struct {
-	established, ipsec, bfd map[string]bool
-	checkOK                 map[string]bool // the core's view after rise/fall, tracked by the test
-	runs                    map[string][2]int
-	drainOn                 bool // drain asked for (SetDrain on, or restored), not yet undrained
+	established, ipsec map[string]bool
+	bfd                map[string]*bfdModel // per peer that got a BFD event
+	checkOK            map[string]bool      // the core's view after rise/fall, tracked by the test
+	runs               map[string][2]int
+	drainOn            bool // drain asked for (SetDrain on, or restored), not yet undrained
+}
+
+// bfdModel is the test's own reading of the BFD rules for one peer.
+type bfdModel struct {
+	session BFDState // the simulated session's state, as last reported
+	wasUp   bool     // Up since created or AdminDown: a Down counts
+	down    bool     // a counted Down not yet followed by Up or AdminDown
+	gen     uint64   // resets decided
+	reason  string   // of the last reset
+}
+
+// bfdUp reports whether the rules let peer carry traffic.
+func (m inputs) bfdUp(peer string) bool {
+	b, ok := m.bfd[peer]
+	return !ok || !b.down
 }
 
 // TestTransitionsInRandomOrder applies random inputs and checks the
@@ -55,16 +71,20 @@ func TestTransitionsInRandomOrder(t *testing.T) {
 // check.
 func runRandom(t *testing.T, cfg *config.Config, seed uint64) (live int) {
 	rng := rand.New(rand.NewPCG(seed, seed*7919))
-	// Reloads alternate between the file's configuration and one that
-	// announces one more prefix.
-	configs := []*config.Config{cfg, withExtraPrefix(cfg)}
+	// Reloads switch between the file's configuration, one that announces
+	// one more prefix, and ones that change the first tunnel's BFD session:
+	// turned off, other timers (kept), multihop (a new session).
+	configs := []*config.Config{cfg, withExtraPrefix(cfg),
+		withBFD(cfg, func(b *config.BFD) { b.Enabled = false }),
+		withBFD(cfg, func(b *config.BFD) { b.MinRx, b.MinTx, b.Multiplier = time.Second, time.Second, 5 }),
+		withBFD(cfg, func(b *config.BFD) { b.Multihop = true })}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c := New(cfg, now)
 	role := cfg.Instance.Role
-	m := inputs{established: map[string]bool{}, ipsec: map[string]bool{}, bfd: map[string]bool{},
+	m := inputs{established: map[string]bool{}, ipsec: map[string]bool{}, bfd: map[string]*bfdModel{},
 		checkOK: map[string]bool{}, runs: map[string][2]int{}}
 	for _, tn := range cfg.Tunnels {
-		m.ipsec[tn.Name], m.bfd[tn.Name] = true, true
+		m.ipsec[tn.Name] = true
 	}
 	learnedPool := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("10.1.1.0/24"), netip.MustParsePrefix("10.1.2.0/24")}
 	learned := map[string][]netip.Prefix{}
@@ -93,10 +113,10 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) (live int) {
 			m.ipsec[tn] = up
 			ev = fmt.Sprintf("tunnel %s %v", tn, up)
 		case 3:
-			up := rng.IntN(3) > 0
-			c.BFDState(now, tn, up)
-			m.bfd[tn] = up
-			ev = fmt.Sprintf("bfd %s %v", tn, up)
+			e := randomBFD(rng, cfg, m)
+			c.BFD(now, e)
+			m.applyBFD(cfg, e)
+			ev = fmt.Sprintf("bfd %s %s->%s remote %s diag %q", e.Peer, e.Old, e.New, e.Remote, e.Diag)
 		case 4, 5:
 			if len(cfg.Health) == 0 {
 				continue
@@ -133,8 +153,10 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) (live int) {
 		case 8:
 			// A reload: the same tunnels and checks under the same names,
 			// so their states carry over.
-			cfg = configs[rng.IntN(len(configs))]
-			c.Reconfigure(now, cfg)
+			next := configs[rng.IntN(len(configs))]
+			c.Reconfigure(now, next)
+			m.reloadBFD(cfg, next)
+			cfg = next
 			ev = fmt.Sprintf("reload (%d prefixes)", len(cfg.Announce))
 		case 9:
 			// A drain restored from disk at start: drained at once.
@@ -163,6 +185,83 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) (live int) {
 		}
 	}
 	return live
+}
+
+// randomBFD is a BFD event for a random peer (now and then one that does
+// not exist): mostly a transition from the state last reported, sometimes
+// from any state; the peer sometimes says AdminDown.
+func randomBFD(rng *rand.Rand, cfg *config.Config, m inputs) BFDEvent {
+	peers := append(cfg.PeerNames(), "nosuch")
+	e := BFDEvent{Peer: peers[rng.IntN(len(peers))], Old: BFDDown}
+	if b, ok := m.bfd[e.Peer]; ok {
+		e.Old = b.session
+	}
+	if rng.IntN(8) == 0 {
+		e.Old = BFDState(rng.IntN(4))
+	}
+	e.New = []BFDState{BFDUp, BFDUp, BFDUp, BFDDown, BFDDown, BFDDown, BFDInit, BFDAdminDown}[rng.IntN(8)]
+	e.Remote = e.New
+	if rng.IntN(5) == 0 && e.New != BFDUp {
+		e.Remote = BFDAdminDown
+	}
+	e.Diag = []string{"Control Detection Time Expired", "Neighbor Signaled Session Down", "Path Down"}[rng.IntN(3)]
+	return e
+}
+
+// applyBFD follows the BFD rules for event e, for a peer with a BFD session
+// in cfg (events for any other peer change nothing).
+func (m inputs) applyBFD(cfg *config.Config, e BFDEvent) {
+	if _, ok := bfdSession(cfg, e.Peer); !ok {
+		return
+	}
+	b := m.bfd[e.Peer]
+	if b == nil {
+		b = &bfdModel{}
+		m.bfd[e.Peer] = b
+	}
+	b.session = e.New
+	switch {
+	case e.New == BFDUp:
+		b.wasUp, b.down = true, false
+	case e.Remote == BFDAdminDown || e.New == BFDAdminDown:
+		b.wasUp, b.down = false, false // not a failure; not relied upon
+	case b.wasUp && e.Old == BFDUp:
+		b.down, b.gen, b.reason = true, b.gen+1, "BFD down: "+e.Diag
+	}
+}
+
+// reloadBFD forgets the state of the BFD sessions the reload from cur to
+// next removes or replaces (the resets decided stay).
+func (m inputs) reloadBFD(cur, next *config.Config) {
+	for peer, b := range m.bfd {
+		was, _ := bfdSession(cur, peer)
+		if s, ok := bfdSession(next, peer); !ok || s != was {
+			m.bfd[peer] = &bfdModel{session: BFDDown, gen: b.gen, reason: b.reason}
+		}
+	}
+}
+
+// bfdSession names the BFD session cfg runs for peer, if any.
+func bfdSession(cfg *config.Config, peer string) (string, bool) {
+	for _, t := range cfg.Tunnels {
+		if t.Name == peer && t.BFD.Enabled {
+			return fmt.Sprint(t.InsideLocal.Addr(), t.InsideRemote, t.BFD.Multihop), true
+		}
+	}
+	for _, p := range cfg.CloudPeers {
+		if p.Name == peer && p.BFD.Enabled {
+			return fmt.Sprint(p.LocalAddress, p.Address, p.Multihop > 1 || p.BFD.Multihop), true
+		}
+	}
+	return "", false
+}
+
+// withBFD is cfg with the first tunnel's BFD settings changed by change.
+func withBFD(cfg *config.Config, change func(*config.BFD)) *config.Config {
+	c := *cfg
+	c.Tunnels = slices.Clone(cfg.Tunnels)
+	change(&c.Tunnels[0].BFD)
+	return &c
 }
 
 // withExtraPrefix is cfg announcing one more cloud-side prefix.
@@ -207,7 +306,7 @@ func checkLiveness(cfg *config.Config, m inputs, learned map[string][]netip.Pref
 	viaHealthy := map[netip.Prefix]bool{}
 	for _, tn := range cfg.Tunnels {
 		n := tn.Name
-		if !(m.established[n] && m.ipsec[n] && m.bfd[n] && !tunnelCheck[n]) {
+		if !(m.established[n] && m.ipsec[n] && m.bfdUp(n) && !tunnelCheck[n]) {
 			continue
 		}
 		checked++
@@ -255,7 +354,7 @@ func checkInvariants(cfg *config.Config, m inputs, learned map[string][]netip.Pr
 	healthy := map[string]bool{}
 	for _, tn := range cfg.Tunnels {
 		n := tn.Name
-		healthy[n] = m.established[n] && m.ipsec[n] && m.bfd[n] && !tunnelCheck[n]
+		healthy[n] = m.established[n] && m.ipsec[n] && m.bfdUp(n) && !tunnelCheck[n]
 		if !m.ipsec[n] && !slices.Contains(out.ShutDown, n) {
 			return fmt.Errorf("tunnel %s is down but its BGP session is not held down (shut down: %v)", n, out.ShutDown)
 		}
@@ -278,6 +377,9 @@ func checkInvariants(cfg *config.Config, m inputs, learned map[string][]netip.Pr
 				return fmt.Errorf("standby announces %s to %s without prepend/MED: %+v", a.Prefix, peer, a)
 			}
 		}
+	}
+	if err := checkResets(cfg, m, out); err != nil {
+		return err
 	}
 	if out.Drain == Drained && len(out.ShutDown) != len(cfg.PeerNames()) {
 		return fmt.Errorf("drained, but sessions not all held down: %v", out.ShutDown)
@@ -305,6 +407,28 @@ func checkInvariants(cfg *config.Config, m inputs, learned map[string][]netip.Pr
 				return fmt.Errorf("cloud peer %s gets %s, not learned over a healthy tunnel", cp.Name, a.Prefix)
 			}
 		}
+	}
+	return nil
+}
+
+// checkResets: the resets are those the rules decided, for the peers
+// configured.
+func checkResets(cfg *config.Config, m inputs, out Output) error {
+	want := 0
+	for _, peer := range cfg.PeerNames() {
+		var w Reset
+		if b, ok := m.bfd[peer]; ok {
+			w = Reset{Gen: b.gen, Reason: b.reason}
+		}
+		if w.Gen > 0 {
+			want++
+		}
+		if got := out.Resets[peer]; got != w {
+			return fmt.Errorf("peer %s: reset %+v, want %+v", peer, got, w)
+		}
+	}
+	if len(out.Resets) != want {
+		return fmt.Errorf("resets %v: want only configured peers' (%d)", out.Resets, want)
 	}
 	return nil
 }

@@ -23,17 +23,18 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 
 // configs are the instances the transcripts run against.
 var configs = map[string]string{
-	// Two tunnels, a cloud-side peer, an instance check and a tunnel check.
+	// Two tunnels, a cloud-side peer (all three with BFD), an instance
+	// check and a tunnel check.
 	"active-active": `
 instance: {name: gw1, mode: active-active}
 bgp: {asn: 65515, router_id: 192.0.2.1}
 announce: [10.10.0.0/16, 10.20.0.0/24]
 ipsec: {mode: none}
 tunnels:
-  - {name: t1, inside: {local: 169.254.21.1/30, remote: 169.254.21.2}, peer_asn: 65010, accept: ["10.1.0.0/16 le 24"]}
-  - {name: t2, inside: {local: 169.254.22.1/30, remote: 169.254.22.2}, peer_asn: 65010, accept: ["10.1.0.0/16 le 24"]}
+  - {name: t1, inside: {local: 169.254.21.1/30, remote: 169.254.21.2}, peer_asn: 65010, accept: ["10.1.0.0/16 le 24"], bfd: {enabled: true}}
+  - {name: t2, inside: {local: 169.254.22.1/30, remote: 169.254.22.2}, peer_asn: 65010, accept: ["10.1.0.0/16 le 24"], bfd: {enabled: true}}
 cloud_peers:
-  - {name: rr, address: 10.10.0.2, peer_asn: 65100}
+  - {name: rr, address: 10.10.0.2, peer_asn: 65100, bfd: {enabled: true}}
 health:
   - {name: uplink, kind: link, target: eth1}
   - {name: probe-t1, kind: icmp, target: 10.1.0.1, scope: tunnel, tunnel: t1, rise: 2, fall: 2}
@@ -48,25 +49,34 @@ bgp: {asn: 65515, router_id: 192.0.2.1}
 announce: [10.10.0.0/16, 10.30.0.0/24]
 ipsec: {mode: none}
 tunnels:
-  - {name: t1, inside: {local: 169.254.21.1/30, remote: 169.254.21.2}, peer_asn: 65010, accept: ["10.1.0.0/16 le 24"]}
+  - {name: t1, inside: {local: 169.254.21.1/30, remote: 169.254.21.2}, peer_asn: 65010, accept: ["10.1.0.0/16 le 24"], bfd: {enabled: true}}
   - {name: t3, inside: {local: 169.254.23.1/30, remote: 169.254.23.2}, peer_asn: 65020, accept: ["10.3.0.0/16 le 24"]}
 cloud_peers:
-  - {name: rr, address: 10.10.0.2, peer_asn: 65100}
+  - {name: rr, address: 10.10.0.2, peer_asn: 65100, bfd: {enabled: true}}
 health:
   - {name: uplink, kind: link, target: eth1}
   - {name: probe-t3, kind: icmp, target: 10.3.0.1, scope: tunnel, tunnel: t3}
 drain: {time: 2s}
 hold_down: {initial: 1s, max: 8s, decay: 30s}
 `,
-	"active-standby": `
+	"active-standby":              activeStandby("bfd: {enabled: true}"),
+	"active-standby-bfd-timers":   activeStandby("bfd: {enabled: true, min_rx: 100ms, min_tx: 100ms, multiplier: 5}"),
+	"active-standby-bfd-off":      activeStandby("bfd: {enabled: false}"),
+	"active-standby-bfd-multihop": activeStandby("bfd: {enabled: true, multihop: true}"),
+}
+
+// activeStandby is the standby of a pair, with one tunnel whose BFD
+// settings are bfd.
+func activeStandby(bfd string) string {
+	return `
 instance: {name: gw2, mode: active-standby, role: standby}
 bgp: {asn: 65515, router_id: 192.0.2.2}
 announce: [10.10.0.0/16]
 standby: {prepend: 3, med: 200}
 ipsec: {mode: none}
 tunnels:
-  - {name: t1, inside: {local: 169.254.23.1/30, remote: 169.254.23.2}, peer_asn: 65010, accept: [10.1.0.0/16]}
-`,
+  - {name: t1, inside: {local: 169.254.23.1/30, remote: 169.254.23.2}, peer_asn: 65010, accept: [10.1.0.0/16], ` + bfd + `}
+`
 }
 
 func loadConfig(t testing.TB, name string) *config.Config {
@@ -136,8 +146,10 @@ func runTranscript(t *testing.T, path string) string {
 			c.SessionState(now, args[0], args[1] == "up", learned)
 		case "tunnel":
 			c.TunnelState(now, args[0], args[1] == "up")
-		case "bfd":
-			c.BFDState(now, args[0], args[1] == "up")
+		case "bfd": // bfd PEER STATE [from STATE] [remote STATE] [diag TEXT...]
+			ev, err := parseBFD(args)
+			require.NoError(t, err, "%s:%d", path, n)
+			c.BFD(now, ev)
 		case "check": // check NAME ok|fail
 			c.CheckResult(now, args[0], args[1] == "ok")
 		case "drain": // drain on|off|restored
@@ -159,6 +171,54 @@ func runTranscript(t *testing.T, path string) string {
 	return out.String()
 }
 
+// parseBFD reads "PEER STATE [from STATE] [remote STATE] [diag TEXT...]".
+// By default the session comes from Up (from Down when STATE is up), the
+// peer's state is STATE and the diagnostic is a detection time expiry: so
+// "bfd t1 down" is an Up session timing out.
+func parseBFD(args []string) (BFDEvent, error) {
+	if len(args) < 2 {
+		return BFDEvent{}, fmt.Errorf("want: bfd PEER STATE [from STATE] [remote STATE] [diag TEXT]")
+	}
+	ev := BFDEvent{Peer: args[0], Old: BFDUp, Diag: "Control Detection Time Expired"}
+	var err error
+	if ev.New, err = parseBFDState(args[1]); err != nil {
+		return ev, err
+	}
+	if ev.New == BFDUp {
+		ev.Old = BFDDown
+	}
+	ev.Remote = ev.New
+	for rest := args[2:]; len(rest) > 0; rest = rest[2:] {
+		if len(rest) < 2 {
+			return ev, fmt.Errorf("%q: missing value", rest[0])
+		}
+		switch rest[0] {
+		case "from":
+			ev.Old, err = parseBFDState(rest[1])
+		case "remote":
+			ev.Remote, err = parseBFDState(rest[1])
+		case "diag":
+			ev.Diag, rest = strings.Join(rest[1:], " "), rest[:2] // the rest of the line
+		default:
+			err = fmt.Errorf("%q: want from, remote or diag", rest[0])
+		}
+		if err != nil {
+			return ev, err
+		}
+	}
+	return ev, nil
+}
+
+// parseBFDState reads a BFDState by its String.
+func parseBFDState(s string) (BFDState, error) {
+	for st := BFDAdminDown; st <= BFDUp; st++ {
+		if st.String() == s {
+			return st, nil
+		}
+	}
+	return 0, fmt.Errorf("BFD state %q: want admindown, down, init or up", s)
+}
+
 func render(o Output, epoch time.Time) string {
 	var b strings.Builder
 	for _, ts := range o.Tunnels {
@@ -173,6 +233,9 @@ func render(o Output, epoch time.Time) string {
 	}
 	for _, r := range o.Routes {
 		fmt.Fprintf(&b, "  route %s\n", r)
+	}
+	for _, peer := range sortedKeys(o.Resets) {
+		fmt.Fprintf(&b, "  reset %s gen %d: %s\n", peer, o.Resets[peer].Gen, o.Resets[peer].Reason)
 	}
 	fmt.Fprintf(&b, "  drain %s, role %q, instance ok %v", o.Drain, o.Role, o.InstanceOK)
 	if len(o.ShutDown) > 0 {

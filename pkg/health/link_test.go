@@ -1,3 +1,5 @@
+//go:build !nonetns
+
 package health
 
 import (
@@ -48,7 +50,8 @@ func arrivals(t *testing.T, r *Runner, want map[string]bool) map[string]time.Tim
 }
 
 // TestLinkCheckLatency runs link checks on the real route.LinkWatcher and measures the time
-// from a link going down in the kernel to its result reaching the consumer.
+// from a link going down in the kernel to its result reaching the consumer. Needs root (a
+// network namespace with veths): left out of `make check` (-tags nonetns).
 func TestLinkCheckLatency(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ns := lab.NewNetnsHandle(t)
