@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
@@ -33,6 +34,12 @@ type GoBGP struct {
 	// is left in their export sets behind it.
 	gateClosed map[string][]netip.Prefix
 	changed    chan struct{}
+	// pathTimer signals Changed again a moment after a received route
+	// changed (see pathChanged); pathArmed while it is pending.
+	pathMu     sync.Mutex // not mu: the watcher's goroutine must not wait on SetAnnouncements
+	pathTimer  *time.Timer
+	pathClosed bool
+	pathArmed  atomic.Bool
 	// The bookkeeping after a withdrawal, deferred (park.go).
 	deferred     func() []error
 	deferredErrs []error
@@ -106,13 +113,41 @@ func NewGoBGP(ctx context.Context, g Global, log *slog.Logger) (*GoBGP, error) {
 	}
 	err = s.WatchEvent(wctx, server.WatchEventMessageCallbacks{
 		OnPeerUpdate: func(*apiutil.WatchEventMessage_PeerEvent, time.Time) { a.signal() },
-		OnPathUpdate: func([]*apiutil.Path, time.Time) { a.signal() },
+		OnPathUpdate: func([]*apiutil.Path, time.Time) { a.pathChanged() },
 	}, server.WatchPeer(), server.WatchPostUpdate(false, "", ""))
 	if err != nil {
 		a.Close()
 		return nil, fmt.Errorf("watch BGP events: %w", err)
 	}
 	return a, nil
+}
+
+// pathSettle is how long after a received route's event its path is
+// surely in the Loc-RIB.
+const pathSettle = 20 * time.Millisecond
+
+// pathChanged signals a received route's change now and again after
+// pathSettle: GoBGP v4 sends the post-policy event before it updates the
+// Loc-RIB (server.propagateUpdate), and Sessions takes a route as accepted
+// only once it is there; a pass that reads it too early would miss it
+// until the next change or resync.
+func (a *GoBGP) pathChanged() {
+	a.signal()
+	if a.pathArmed.CompareAndSwap(false, true) {
+		a.pathMu.Lock()
+		defer a.pathMu.Unlock()
+		if a.pathClosed {
+			return
+		}
+		if a.pathTimer == nil {
+			a.pathTimer = time.AfterFunc(pathSettle, func() {
+				a.pathArmed.Store(false)
+				a.signal()
+			})
+		} else {
+			a.pathTimer.Reset(pathSettle)
+		}
+	}
 }
 
 func (a *GoBGP) signal() {
@@ -136,6 +171,12 @@ func (a *GoBGP) Close() {
 		a.settleTimer.Stop()
 	}
 	a.mu.Unlock()
+	a.pathMu.Lock()
+	a.pathClosed = true
+	if a.pathTimer != nil {
+		a.pathTimer.Stop()
+	}
+	a.pathMu.Unlock()
 	a.cancel()
 	a.s.Stop()
 }

@@ -84,7 +84,7 @@ type Daemon struct {
 	lastReload   *api.Reload
 	stopping     bool // SIGTERM received: draining to exit
 	looping      bool // the loop runs (components start at a reload)
-	peersChanged bool // a reload re-created sessions: shutDown is stale
+	observe      bool // read the sessions in the next pass (after a reload)
 	ipsec        *ipsec.Manager
 	bfd          bfdSessions
 	health       healthRunner

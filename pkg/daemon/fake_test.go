@@ -426,18 +426,29 @@ func (s *fakeSpeaker) Reset(_ context.Context, peer, message string) error {
 
 func (s *fakeSpeaker) Close() {}
 
-// setSession sets what Sessions reports for peer and signals Changed.
-func (s *fakeSpeaker) setSession(peer string, state bgp.SessionState, received ...string) {
+// setSessions sets what Sessions reports for the peers given (state, then
+// the prefixes received when established) and signals Changed once.
+func (s *fakeSpeaker) setSessions(states map[string]sessionState) {
 	s.log.mu.Lock()
 	defer s.log.mu.Unlock()
 	defer s.log.changed()
-	st := sessionState{state: state}
+	for peer, st := range states {
+		s.states[peer] = st
+	}
+	s.signal()
+}
+
+// sessUp is an established session that sent received.
+func sessUp(received ...string) sessionState {
+	st := sessionState{state: bgp.StateEstablished}
 	for _, p := range received {
 		st.received = append(st.received, netip.MustParsePrefix(p))
 	}
-	s.states[peer] = st
-	s.signal()
+	return st
 }
+
+// sessDown is a session that is not established.
+func sessDown() sessionState { return sessionState{state: bgp.StateActive} }
 
 // blockNext makes the next SetAnnouncements wait until the returned
 // release is called; entered is closed once it waits.
@@ -707,4 +718,11 @@ func (t *fakeTimer) fireLocked() {
 	case t.ch <- t.c.now:
 	default:
 	}
+}
+
+// setCheck replaces the announcement check (a reload changed announce).
+func (s *fakeSpeaker) setCheck(check func(string, bgp.PeerKind, bgp.Announcement) error) {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	s.check = check
 }

@@ -40,8 +40,8 @@ func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}) error {
 	observe := true
 	var replies []func() // answered once the pass that applies them published
 	for {
-		out := d.reconcile(ctx, observe)
-		observe = false
+		out := d.reconcile(ctx, observe || d.observe)
+		observe, d.observe = false, false
 		for _, r := range replies {
 			r()
 		}
@@ -167,12 +167,6 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 // longer does.
 func (d *Daemon) holdSessions(ctx context.Context, out core.Output) []string {
 	var errs []string
-	if d.peersChanged {
-		// A reload re-created changed and added sessions enabled, and
-		// removed others: hold down again whatever must be.
-		clear(d.shutDown)
-		d.peersChanged = false
-	}
 	wantSet := map[string]bool{}
 	reason := "tunnel down"
 	if out.Drain == core.Drained {
