@@ -70,24 +70,24 @@ type Daemon struct {
 	configPath string
 
 	// Owned by the loop goroutine.
-	cfg          *config.Config
-	core         *core.Core
-	out          core.Output
-	shutDown     map[string]bool   // sessions held down
-	resetGen     map[string]uint64 // the last core.Reset applied, per peer
-	installed    []route.Route
-	bgpErr       string           // last failure to read BGP state
-	sessions     []bgp.PeerStatus // last read from the speaker
-	applied      map[string][]bgp.Announcement
-	lastErrs     []string
-	checks       map[string]api.Check
-	lastReload   *api.Reload
-	stopping     bool // SIGTERM received: draining to exit
-	looping      bool // the loop runs (components start at a reload)
-	observe      bool // read the sessions in the next pass (after a reload)
-	ipsec        *ipsec.Manager
-	bfd          bfdSessions
-	health       healthRunner
+	cfg        *config.Config
+	core       *core.Core
+	out        core.Output
+	shutDown   map[string]bool   // sessions held down
+	resetGen   map[string]uint64 // the last core.Reset applied, per peer
+	installed  []route.Route
+	bgpErr     string           // last failure to read BGP state
+	sessions   []bgp.PeerStatus // last read from the speaker
+	applied    map[string][]bgp.Announcement
+	lastErrs   []string
+	checks     map[string]api.Check
+	lastReload *api.Reload
+	stopping   bool // SIGTERM received: draining to exit
+	looping    bool // the loop runs (components start at a reload)
+	observe    bool // read the sessions in the next pass (after a reload)
+	ipsec      *ipsec.Manager
+	bfd        bfdSessions
+	health     healthRunner
 	// Where components started at runtime (a reload's health runner or
 	// first BFD session) run.
 	runCtx  context.Context
