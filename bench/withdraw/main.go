@@ -15,6 +15,12 @@
 // next withdrawal. With -gap 0, the 10,000-prefix p99 is ~15 ms higher on
 // a 2-vCPU VM.
 //
+// With -scrape, every size is also measured while bgpgw's /metrics is
+// scraped every interval, in the same invocation: blocks of -block runs
+// without and with scrapes alternate (off, on, on, off, off, on, ...), so
+// that a drift of the machine's speed hits both series alike. Each scrape
+// reads the status the way the daemon's does (see statusOf).
+//
 // It prints p50/p99 per size and writes bench/out/withdraw.json.
 package main
 
@@ -43,6 +49,7 @@ import (
 	"github.com/bgpgw/bgpgw/pkg/bgp/bgptest"
 	"github.com/bgpgw/bgpgw/pkg/configfile"
 	"github.com/bgpgw/bgpgw/pkg/core"
+	"github.com/bgpgw/bgpgw/pkg/metrics"
 )
 
 type result struct {
@@ -51,7 +58,15 @@ type result struct {
 	// withdrawn prefix received by the last of them.
 	Peers int `json:"peers"`
 	// GapMs is the quiet time before each run.
-	GapMs int     `json:"gap_ms"`
+	GapMs int `json:"gap_ms"`
+	// series is without scrapes (with -scrape 0, the only one).
+	series
+	// Scrape is the series with scrapes (-scrape), absent without.
+	Scrape *scrapeSeries `json:"scrape,omitempty"`
+}
+
+// series is the latency of one set of runs.
+type series struct {
 	Runs  int     `json:"runs"`
 	P50ms float64 `json:"p50_ms"`
 	P99ms float64 `json:"p99_ms"`
@@ -67,6 +82,27 @@ type result struct {
 	SeenP99ms float64 `json:"seen_p99_ms"`
 }
 
+// scrapeSeries is the series measured while /metrics was scraped.
+type scrapeSeries struct {
+	IntervalMs float64 `json:"interval_ms"`
+	// BlockRuns is the length of the alternating blocks.
+	BlockRuns int `json:"block_runs"`
+	series
+	// Scrapes and Failures count the scrapes that succeeded and failed
+	// over the whole time of the series' blocks (runs, gaps and
+	// re-announcements).
+	Scrapes  int `json:"scrapes"`
+	Failures int `json:"failures"`
+	// GetP50ms, GetP99ms and GetMaxMs are a successful scrape's time, from
+	// the request to the body read.
+	GetP50ms float64 `json:"get_p50_ms"`
+	GetP99ms float64 `json:"get_p99_ms"`
+	GetMaxMs float64 `json:"get_max_ms"`
+	// OverlappedRuns are the runs during which (event to the last
+	// withdrawal received) a scrape was in flight.
+	OverlappedRuns int `json:"overlapped_runs"`
+}
+
 func main() {
 	runs := flag.Int("runs", 200, "runs per size")
 	sizes := flag.String("sizes", "1,100,10000", "numbers of prefixes, comma-separated")
@@ -74,12 +110,18 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
 	gap := flag.Duration("gap", 200*time.Millisecond, "quiet time before each run (steady state)")
 	peers := flag.Int("peers", 1, "tunnel peers, each a process of its own (1 to 8)")
+	scrape := flag.Duration("scrape", 0, "also measure each size while /metrics is scraped at this interval (0: off)")
+	block := flag.Int("block", 10, "with -scrape: runs per block of the alternating series")
 	peerPort := flag.Int("peer-mode", 0, "internal: run the stand-in peer on this port")
 	peerN := flag.Int("peer-n", 0, "internal: prefixes the stand-in peer expects")
 	peerIdx := flag.Int("peer-index", 0, "internal: which stand-in peer this is")
 	flag.Parse()
 	if *peers < 1 || *peers > 8 {
 		fmt.Fprintln(os.Stderr, "-peers: 1 to 8")
+		os.Exit(2)
+	}
+	if *scrape < 0 || *block < 1 {
+		fmt.Fprintln(os.Stderr, "-scrape: 0 or an interval; -block: 1 or more")
 		os.Exit(2)
 	}
 	if *peerPort != 0 {
@@ -108,13 +150,19 @@ func main() {
 			fmt.Fprintf(os.Stderr, "-sizes: bad size %q\n", f)
 			os.Exit(2)
 		}
-		r, err := measure(n, *runs, *peers, *gap)
+		r, err := measure(n, *runs, *peers, *gap, *scrape, *block)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "withdraw bench (%d prefixes): %v\n", n, err)
 			os.Exit(1)
 		}
 		fmt.Printf("%6d prefixes, %d peer(s): received p50 %7.3f ms  p99 %7.3f ms  max %7.3f ms  (%d runs; event to SetAnnouncements returning: p50 %.3f ms; seen by the peer's watcher: p50 %.3f ms, p99 %.3f ms)\n",
 			r.Prefixes, r.Peers, r.P50ms, r.P99ms, r.MaxMs, r.Runs, r.LocalP50ms, r.SeenP50ms, r.SeenP99ms)
+		if s := r.Scrape; s != nil {
+			fmt.Printf("%6d prefixes, /metrics every %v: received p50 %7.3f ms  p99 %7.3f ms  max %7.3f ms  (without: p50 %.3f ms, p99 %.3f ms; %d runs each, alternating blocks of %d; event to SetAnnouncements returning: p50 %.3f ms; seen: p50 %.3f ms, p99 %.3f ms; a scrape in flight during %d runs)\n",
+				r.Prefixes, *scrape, s.P50ms, s.P99ms, s.MaxMs, r.P50ms, r.P99ms, s.Runs, s.BlockRuns, s.LocalP50ms, s.SeenP50ms, s.SeenP99ms, s.OverlappedRuns)
+			fmt.Printf("%6d prefixes, /metrics: %d scrapes, %d failed; a scrape took p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+				r.Prefixes, s.Scrapes, s.Failures, s.GetP50ms, s.GetP99ms, s.GetMaxMs)
+		}
 		results = append(results, r)
 	}
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
@@ -252,11 +300,47 @@ func waitAll(ps []*peerProcess, want int, timeout time.Duration) (received, seen
 	return received, seen, nil
 }
 
-func measure(n, runs, npeers int, gap time.Duration) (result, error) {
-	ctx := context.Background()
+// sample is one run: when the event happened, and the latencies from it.
+type sample struct {
+	at               time.Time
+	lat, seen, local time.Duration
+}
+
+// summary returns the percentiles of samples.
+func summary(samples []sample) series {
+	pick := func(f func(sample) time.Duration) []time.Duration {
+		var l []time.Duration
+		for _, s := range samples {
+			l = append(l, f(s))
+		}
+		slices.Sort(l)
+		return l
+	}
+	lat := pick(func(s sample) time.Duration { return s.lat })
+	seen := pick(func(s sample) time.Duration { return s.seen })
+	local := pick(func(s sample) time.Duration { return s.local })
+	return series{Runs: len(samples), P50ms: ms(p50(lat)), P99ms: ms(p99(lat)), MaxMs: ms(lat[len(lat)-1]),
+		LocalP50ms: ms(p50(local)), SeenP50ms: ms(p50(seen)), SeenP99ms: ms(p99(seen))}
+}
+
+func p50(sorted []time.Duration) time.Duration { return sorted[len(sorted)/2] }
+func p99(sorted []time.Duration) time.Duration { return sorted[len(sorted)*99/100] }
+func ms(d time.Duration) float64               { return float64(d.Microseconds()) / 1000 }
+
+func measure(n, runs, npeers int, gap, scrape time.Duration, block int) (result, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	port, err := freePort()
 	if err != nil {
 		return result{}, err
+	}
+	metricsListen := "off"
+	if scrape > 0 {
+		mport, err := freePort()
+		if err != nil {
+			return result{}, err
+		}
+		metricsListen = fmt.Sprintf("127.0.0.1:%d", mport) // loopback of the private namespace
 	}
 	// The core needs distinct inside subnets; the sessions themselves run
 	// on 127.0.0.1 <-> peerAddr(i) (the speaker's peer configs below).
@@ -278,7 +362,8 @@ tunnels: %s
 health:
   - {name: uplink, kind: link, target: eth1}
 hold_down: {initial: 1ms, max: 1ms, decay: 1ms}
-`, port, must(json.Marshal(announce)), must(json.Marshal(tunnels)))
+metrics: {listen: %q}
+`, port, must(json.Marshal(announce)), must(json.Marshal(tunnels)), metricsListen)
 	cfg, err := configfile.Parse([]byte(yaml))
 	if err != nil {
 		return result{}, err
@@ -306,58 +391,115 @@ hold_down: {initial: 1ms, max: 1ms, decay: 1ms}
 		return result{}, err
 	}
 	// The core runs on a virtual clock that jumps a minute per run, so the
-	// hold-down never delays the re-announcement between runs.
+	// hold-down never delays the re-announcement between runs. mu guards
+	// both, as the daemon's lock guards its core against Status.
+	var mu sync.Mutex
 	vclock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c := core.New(cfg, vclock)
-	apply := func() error {
+	// decide runs f (nil: nothing) on the core, then returns its decision.
+	decide := func(f func()) core.Output {
+		mu.Lock()
+		defer mu.Unlock()
+		if f != nil {
+			f()
+		}
 		c.Tick(vclock)
-		return speaker.SetAnnouncements(ctx, c.Output(vclock).Announcements)
+		return c.Output(vclock)
+	}
+	apply := func(f func()) error {
+		return speaker.SetAnnouncements(ctx, decide(f).Announcements)
 	}
 	if err := waitEstablished(ctx, speaker, npeers); err != nil {
 		return result{}, err
 	}
-	for _, pc := range pcs {
-		c.SessionState(vclock, pc.Name, true, nil)
-	}
-	c.CheckResult(vclock, "uplink", true)
-	if err := apply(); err != nil {
+	err = apply(func() {
+		for _, pc := range pcs {
+			c.SessionState(vclock, pc.Name, true, nil)
+		}
+		c.CheckResult(vclock, "uplink", true)
+	})
+	if err != nil {
 		return result{}, err
 	}
 	if _, _, err := waitAll(peers, n, time.Minute); err != nil {
 		return result{}, fmt.Errorf("initial announcement: %w", err)
 	}
 
-	var lat, seenLat, local []time.Duration
-	for range runs {
+	var sc *scraper
+	if scrape > 0 {
+		var names []string
+		for _, pc := range pcs {
+			names = append(names, pc.Name)
+		}
+		m := metrics.New(metrics.Options{Snapshot: statusOf(cfg, speaker, func() core.Output { return decide(nil) }),
+			Tunnels: names, Peers: names})
+		srv, err := m.Listen(cfg.Metrics.Listen)
+		if err != nil {
+			return result{}, err
+		}
+		defer srv.Close()
+		go func() { _ = srv.Serve(ctx) }()
+		sc = startScraper(ctx, "http://"+cfg.Metrics.Listen+"/metrics", scrape)
+	}
+
+	run := func() (sample, error) {
 		<-time.After(gap)
 		t0 := time.Now()
-		c.CheckResult(vclock, "uplink", false)
-		if err := apply(); err != nil {
-			return result{}, err
+		if err := apply(func() { c.CheckResult(vclock, "uplink", false) }); err != nil {
+			return sample{}, err
 		}
-		local = append(local, time.Since(t0))
+		local := time.Since(t0)
 		last, seen, err := waitAll(peers, 0, time.Minute)
 		if err != nil {
-			return result{}, fmt.Errorf("withdrawal: %w", err)
+			return sample{}, fmt.Errorf("withdrawal: %w", err)
 		}
-		lat = append(lat, last.Sub(t0))
-		seenLat = append(seenLat, seen.Sub(t0))
-		vclock = vclock.Add(time.Minute)
-		c.CheckResult(vclock, "uplink", true)
-		vclock = vclock.Add(time.Second) // past the (1 ms) hold-down
-		if err := apply(); err != nil {
-			return result{}, err
+		err = apply(func() {
+			vclock = vclock.Add(time.Minute)
+			c.CheckResult(vclock, "uplink", true)
+			vclock = vclock.Add(time.Second) // past the (1 ms) hold-down
+		})
+		if err != nil {
+			return sample{}, err
 		}
 		if _, _, err := waitAll(peers, n, time.Minute); err != nil {
-			return result{}, fmt.Errorf("re-announcement: %w", err)
+			return sample{}, fmt.Errorf("re-announcement: %w", err)
+		}
+		return sample{at: t0, lat: last.Sub(t0), seen: seen.Sub(t0), local: local}, nil
+	}
+	// Blocks alternate off, on, on, off, off, on, ... (without a
+	// scraper, every block is off) until both series have their runs.
+	var off, on []sample
+	for b := 0; len(off) < runs || (sc != nil && len(on) < runs); b++ {
+		scraping := sc != nil && (b+1)/2%2 == 1
+		sc.set(scraping)
+		dst := &off
+		if scraping {
+			dst = &on
+		}
+		for k := 0; k < block && len(*dst) < runs; k++ {
+			s, err := run()
+			if err != nil {
+				return result{}, err
+			}
+			*dst = append(*dst, s)
 		}
 	}
-	slices.Sort(lat)
-	slices.Sort(seenLat)
-	slices.Sort(local)
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	return result{Prefixes: n, Peers: npeers, GapMs: int(gap.Milliseconds()), Runs: runs, P50ms: ms(lat[len(lat)/2]), P99ms: ms(lat[len(lat)*99/100]), MaxMs: ms(lat[len(lat)-1]),
-		LocalP50ms: ms(local[len(local)/2]), SeenP50ms: ms(seenLat[len(seenLat)/2]), SeenP99ms: ms(seenLat[len(seenLat)*99/100])}, nil
+	r := result{Prefixes: n, Peers: npeers, GapMs: int(gap.Milliseconds()), series: summary(off)}
+	if sc == nil {
+		return r, nil
+	}
+	gets, fails, err := sc.stats()
+	if len(gets) == 0 {
+		return result{}, fmt.Errorf("no successful scrape of /metrics (%d failed): %v", fails, err)
+	}
+	r.Scrape = &scrapeSeries{IntervalMs: float64(scrape.Microseconds()) / 1000, BlockRuns: block, series: summary(on),
+		Scrapes: len(gets), Failures: fails, GetP50ms: ms(p50(gets)), GetP99ms: ms(p99(gets)), GetMaxMs: ms(gets[len(gets)-1])}
+	for _, s := range on {
+		if sc.overlaps(s.at, s.at.Add(s.lat)) {
+			r.Scrape.OverlappedRuns++
+		}
+	}
+	return r, nil
 }
 
 func waitEstablished(ctx context.Context, s bgp.Speaker, n int) error {
