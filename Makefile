@@ -84,12 +84,16 @@ demo: deps
 	$(GO) run ./bench/failover -topologies active-active -stacks bgpgw -faults drain,kill-daemon@gw2 \
 	  -out bench/out/demo.json -svg bench/out/demo
 
-# Health event to withdrawal received by a real BGP peer, for 1, 100 and
-# 10,000 prefixes (p50/p99 over 200 runs): bench/out/withdraw.json; then the
-# same with four tunnel peers: bench/out/withdraw-4peers.json.
+# Health event to withdrawal received by a real BGP peer, through bgpgw's
+# own loop, for 1, 100 and 10,000 prefixes (p50/p99 over 200 runs):
+# bench/out/withdraw.json; then the same with four tunnel peers:
+# bench/out/withdraw-4peers.json; then 10,000 prefixes without and with a
+# /metrics scrape every 100 ms, in alternating blocks of the same run:
+# bench/out/withdraw-scrape.json.
 bench:
 	$(GO) run ./bench/withdraw -runs 200 -out bench/out/withdraw.json
 	$(GO) run ./bench/withdraw -runs 100 -sizes 100,10000 -peers 4 -out bench/out/withdraw-4peers.json
+	$(GO) run ./bench/withdraw -runs 200 -sizes 10000 -scrape 100ms -out bench/out/withdraw-scrape.json
 
 # 10 BFD sessions at 50 ms x 3 against FRR bfdd for 10 minutes with a busy
 # loop on the machine: false Downs and CPU, bench/out/bfd.json.

@@ -1,8 +1,10 @@
 // Command withdraw measures the time from a health event to the withdrawal
 // being received by a real BGP peer, for 1, 100 and 10,000 announced
-// prefixes: a failing instance check goes into bgpgw's decision core, its
-// output into the GoBGP speaker, and a separate GoBGP speaker (the on-prem
-// side) timestamps every prefix of the UPDATEs it receives. The latency of
+// prefixes: a failing instance check result goes into bgpgw's own loop
+// (pkg/daemon's, embedded: its mailbox, the decision core, the pass that
+// applies the output) and from it into the GoBGP speaker, and a separate
+// GoBGP speaker (the on-prem side) timestamps every prefix of the UPDATEs
+// it receives. The latency of
 // one run is from the check result to the last withdrawn prefix received
 // (the moment the peer read that UPDATE off its socket). The peer runs in a
 // process of its own. Everything runs in a private network namespace on
@@ -18,8 +20,8 @@
 // With -scrape, every size is also measured while bgpgw's /metrics is
 // scraped every interval, in the same invocation: blocks of -block runs
 // without and with scrapes alternate (off, on, on, off, off, on, ...), so
-// that a drift of the machine's speed hits both series alike. Each scrape
-// reads the status the way the daemon's does (see statusOf).
+// that a drift of the machine's speed hits both series alike. A scrape
+// reads the daemon's own status (the snapshot its loop publishes).
 //
 // It prints p50/p99 per size and writes bench/out/withdraw.json.
 package main
@@ -48,7 +50,7 @@ import (
 	"github.com/bgpgw/bgpgw/pkg/bgp"
 	"github.com/bgpgw/bgpgw/pkg/bgp/bgptest"
 	"github.com/bgpgw/bgpgw/pkg/configfile"
-	"github.com/bgpgw/bgpgw/pkg/core"
+	"github.com/bgpgw/bgpgw/pkg/daemon"
 	"github.com/bgpgw/bgpgw/pkg/metrics"
 )
 
@@ -390,35 +392,18 @@ metrics: {listen: %q}
 	if err := speaker.SetPeers(ctx, pcs); err != nil {
 		return result{}, err
 	}
-	// The core runs on a virtual clock that jumps a minute per run, so the
-	// hold-down never delays the re-announcement between runs. mu guards
-	// both, as the daemon's lock guards its core against Status.
-	var mu sync.Mutex
-	vclock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	c := core.New(cfg, vclock)
-	// decide runs f (nil: nothing) on the core, then returns its decision.
-	decide := func(f func()) core.Output {
-		mu.Lock()
-		defer mu.Unlock()
-		if f != nil {
-			f()
-		}
-		c.Tick(vclock)
-		return c.Output(vclock)
-	}
-	apply := func(f func()) error {
-		return speaker.SetAnnouncements(ctx, decide(f).Announcements)
-	}
+	// bgpgw's own loop (pkg/daemon) around the speaker: a check result goes
+	// through its mailbox, the core and the pass that applies the output,
+	// as in the daemon; a scrape reads the daemon's own status.
+	e := daemon.NewEmbedded(cfg, speaker, daemon.Options{Logger: slog.New(slog.DiscardHandler)})
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	loopDone := make(chan error, 1)
+	go func() { loopDone <- e.Run(loopCtx) }()
+	defer func() { stopLoop(); <-loopDone }()
 	if err := waitEstablished(ctx, speaker, npeers); err != nil {
 		return result{}, err
 	}
-	err = apply(func() {
-		for _, pc := range pcs {
-			c.SessionState(vclock, pc.Name, true, nil)
-		}
-		c.CheckResult(vclock, "uplink", true)
-	})
-	if err != nil {
+	if err := e.CheckResult(ctx, "uplink", true); err != nil {
 		return result{}, err
 	}
 	if _, _, err := waitAll(peers, n, time.Minute); err != nil {
@@ -431,8 +416,7 @@ metrics: {listen: %q}
 		for _, pc := range pcs {
 			names = append(names, pc.Name)
 		}
-		m := metrics.New(metrics.Options{Snapshot: statusOf(cfg, speaker, func() core.Output { return decide(nil) }),
-			Tunnels: names, Peers: names})
+		m := metrics.New(metrics.Options{Snapshot: e.MetricsStatus, Tunnels: names, Peers: names})
 		srv, err := m.Listen(cfg.Metrics.Listen)
 		if err != nil {
 			return result{}, err
@@ -442,10 +426,13 @@ metrics: {listen: %q}
 		sc = startScraper(ctx, "http://"+cfg.Metrics.Listen+"/metrics", scrape)
 	}
 
+	// local is until the loop's pass handed the withdrawals to the
+	// speaker; the re-announcement waits the (1 ms) hold-down on the
+	// loop's own timer.
 	run := func() (sample, error) {
 		<-time.After(gap)
 		t0 := time.Now()
-		if err := apply(func() { c.CheckResult(vclock, "uplink", false) }); err != nil {
+		if err := e.CheckResult(ctx, "uplink", false); err != nil {
 			return sample{}, err
 		}
 		local := time.Since(t0)
@@ -453,12 +440,7 @@ metrics: {listen: %q}
 		if err != nil {
 			return sample{}, fmt.Errorf("withdrawal: %w", err)
 		}
-		err = apply(func() {
-			vclock = vclock.Add(time.Minute)
-			c.CheckResult(vclock, "uplink", true)
-			vclock = vclock.Add(time.Second) // past the (1 ms) hold-down
-		})
-		if err != nil {
+		if err := e.CheckResult(ctx, "uplink", true); err != nil {
 			return sample{}, err
 		}
 		if _, _, err := waitAll(peers, n, time.Minute); err != nil {

@@ -8,57 +8,7 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/bgpgw/bgpgw/pkg/api"
-	"github.com/bgpgw/bgpgw/pkg/bgp"
-	"github.com/bgpgw/bgpgw/pkg/config"
-	"github.com/bgpgw/bgpgw/pkg/core"
-	"github.com/bgpgw/bgpgw/pkg/metrics"
 )
-
-// statusOf is what daemon.(*Daemon).Status, which every scrape calls,
-// does with the bench's speaker and core: the speaker's Status (which
-// walks every peer's Adj-RIB-Out), then the core's decision under the lock
-// the runs take for their own core calls (decision), then the conversion
-// to strings. The daemon's extra lookups (checks, kernel routes, IPsec, BFD)
-// are a few small maps. It must follow Status when Status changes: the
-// scrape series measures this function, not the daemon's.
-func statusOf(cfg *config.Config, speaker bgp.Speaker, decision func() core.Output) metrics.Snapshot {
-	return func(ctx context.Context) (api.Status, error) {
-		peers, err := speaker.Status(ctx)
-		if err != nil {
-			return api.Status{}, err
-		}
-		out := decision()
-		st := api.Status{
-			Instance:   api.Instance{Name: cfg.Instance.Name, Mode: string(cfg.Instance.Mode), Role: string(out.Role)},
-			Drained:    out.Drain != core.Normal,
-			DrainState: string(out.Drain),
-			InstanceOK: out.InstanceOK,
-			Tunnels:    []api.Tunnel{},
-			Checks:     []api.Check{},
-			Peers:      []api.Peer{},
-			Routes:     []api.Route{},
-		}
-		for _, t := range out.Tunnels {
-			st.Tunnels = append(st.Tunnels, api.Tunnel{Name: t.Name, Carrying: t.Carrying, Reason: t.Reason, Flaps: t.Flaps})
-		}
-		for _, p := range peers {
-			st.Peers = append(st.Peers, api.Peer{Name: p.Name, Kind: string(p.Kind), Address: p.Address.String(),
-				PeerASN: p.PeerASN, State: string(p.State), AdminDown: p.AdminDown, LastError: p.LastError,
-				Announced: strs(p.Announced), Received: strs(p.Received), Rejected: strs(p.Rejected)})
-		}
-		return st, nil
-	}
-}
-
-func strs[T fmt.Stringer](l []T) []string {
-	out := make([]string, len(l))
-	for i, v := range l {
-		out[i] = v.String()
-	}
-	return out
-}
 
 // scraper GETs a /metrics URL every interval while it is on, as
 // Prometheus would (one keep-alive connection, gzip, never two scrapes at

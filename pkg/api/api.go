@@ -101,6 +101,11 @@ type Peer struct {
 	Announced        []string   `json:"announced"`
 	Received         []string   `json:"received"`
 	Rejected         []string   `json:"rejected"`
+	// The number of prefixes in each list; status for metrics leaves the
+	// lists out (nil) and gives only these.
+	AnnouncedCount int `json:"announced_count"`
+	ReceivedCount  int `json:"received_count"`
+	RejectedCount  int `json:"rejected_count"`
 }
 
 // BFD is the state of a peer's BFD session.

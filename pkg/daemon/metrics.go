@@ -43,7 +43,7 @@ func (d *Daemon) listenMetrics() error {
 	for _, p := range d.cfg.CloudPeers {
 		peers = append(peers, p.Name)
 	}
-	m := metrics.New(metrics.Options{Snapshot: d.Status, Tunnels: tunnels, Peers: peers})
+	m := metrics.New(metrics.Options{Snapshot: d.metricsStatus, Tunnels: tunnels, Peers: peers})
 	srv, err := m.Listen(d.cfg.Metrics.Listen)
 	if err != nil {
 		return err

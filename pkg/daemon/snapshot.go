@@ -25,10 +25,12 @@ type snapshot struct {
 	errs      []string
 	checks    []api.Check
 	reload    *api.Reload
-	// sessions as last read (on every change the speaker signals), with
-	// Announced: what the last successful SetAnnouncements gave each
-	// established peer.
+	// sessions as last read (on every change the speaker signals), and
+	// what the last successful SetAnnouncements gave each peer (a peer's
+	// Announced while established; built when status is read, not at every
+	// pass).
 	sessions []bgp.PeerStatus
+	applied  map[string][]bgp.Announcement
 	bfdKeys  map[string]bfd.Key // peer name -> its BFD session
 	bfd      *bfd.Manager
 	ipsec    *ipsec.Manager
@@ -48,20 +50,18 @@ func (d *Daemon) publish() {
 		}
 		s.checks = append(s.checks, c)
 	}
-	s.sessions = make([]bgp.PeerStatus, len(d.sessions))
-	for i, p := range d.sessions {
-		if p.State == bgp.StateEstablished {
-			for _, a := range d.applied[p.Name] {
-				p.Announced = append(p.Announced, a.Prefix)
-			}
-		}
-		s.sessions[i] = p
-	}
+	s.sessions, s.applied = d.sessions, d.applied
 	d.snap.Store(s)
 }
 
 // Status implements api.Backend from the last published snapshot.
-func (d *Daemon) Status(context.Context) (api.Status, error) {
+func (d *Daemon) Status(context.Context) (api.Status, error) { return d.status(true) }
+
+// metricsStatus is Status without the peers' prefix lists (their counts
+// only): what a scrape needs, without building 10,000 strings per peer.
+func (d *Daemon) metricsStatus(context.Context) (api.Status, error) { return d.status(false) }
+
+func (d *Daemon) status(lists bool) (api.Status, error) {
 	s := d.snap.Load()
 	if s == nil {
 		return api.Status{}, errors.New("bgpgw is starting: no status yet")
@@ -93,7 +93,17 @@ func (d *Daemon) Status(context.Context) (api.Status, error) {
 		st.Tunnels = append(st.Tunnels, at)
 	}
 	for _, p := range s.sessions {
-		ap := apiPeer(p, now)
+		announced := 0
+		if p.State == bgp.StateEstablished {
+			announced = len(s.applied[p.Name])
+			if lists {
+				for _, a := range s.applied[p.Name] {
+					p.Announced = append(p.Announced, a.Prefix)
+				}
+			}
+		}
+		ap := apiPeer(p, now, lists)
+		ap.AnnouncedCount = announced
 		if k, ok := s.bfdKeys[p.Name]; ok && s.bfd != nil {
 			ap.BFD = bfdStatus(s.bfd, k)
 		}
@@ -109,11 +119,14 @@ func scopeName(ch config.Check) string {
 	return string(ch.Scope)
 }
 
-func apiPeer(p bgp.PeerStatus, now time.Time) api.Peer {
+func apiPeer(p bgp.PeerStatus, now time.Time, lists bool) api.Peer {
 	ap := api.Peer{
 		Name: p.Name, Kind: string(p.Kind), Address: p.Address.String(), PeerASN: p.PeerASN,
 		State: string(p.State), AdminDown: p.AdminDown, LastError: p.LastError,
-		Announced: strs(p.Announced), Received: strs(p.Received), Rejected: strs(p.Rejected),
+		AnnouncedCount: len(p.Announced), ReceivedCount: len(p.Received), RejectedCount: len(p.Rejected),
+	}
+	if lists {
+		ap.Announced, ap.Received, ap.Rejected = strs(p.Announced), strs(p.Received), strs(p.Rejected)
 	}
 	if !p.Since.IsZero() {
 		since := p.Since.UTC()

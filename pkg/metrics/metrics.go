@@ -304,9 +304,9 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		c.m.withdrawals.WithLabelValues(p.Name)
 		gauge(descSessionEstablished, b2f(p.State == "established"), p.Name, p.Kind)
 		gauge(descSessionUptime, p.UptimeSeconds, p.Name, p.Kind)
-		gauge(descPrefixesAnnounced, float64(len(p.Announced)), p.Name)
-		gauge(descPrefixesReceived, float64(len(p.Received)), p.Name)
-		gauge(descPrefixesRejected, float64(len(p.Rejected)), p.Name)
+		gauge(descPrefixesAnnounced, float64(p.AnnouncedCount), p.Name)
+		gauge(descPrefixesReceived, float64(p.ReceivedCount), p.Name)
+		gauge(descPrefixesRejected, float64(p.RejectedCount), p.Name)
 		if p.BFD != nil {
 			gauge(descBFDUp, b2f(p.BFD.State == "Up"), p.Name)
 			ch <- prometheus.MustNewConstMetric(descBFDStateChanges, prometheus.CounterValue, float64(p.BFD.StateChanges), p.Name)
