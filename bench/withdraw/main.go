@@ -484,10 +484,14 @@ metrics: {listen: %q}
 	return r, nil
 }
 
+// waitEstablished polls until the speaker's n sessions are established:
+// the loop, not this function, takes the speaker's Changed signals.
 func waitEstablished(ctx context.Context, s bgp.Speaker, n int) error {
-	deadline := time.After(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
-		st, err := s.Status(ctx)
+		st, err := s.Sessions(ctx)
 		up := 0
 		for _, p := range st {
 			if p.State == bgp.StateEstablished {
@@ -497,10 +501,13 @@ func waitEstablished(ctx context.Context, s bgp.Speaker, n int) error {
 		if err == nil && len(st) == n && up == n {
 			return nil
 		}
-		select {
-		case <-s.Changed():
-		case <-deadline:
+		if time.Now().After(deadline) {
 			return fmt.Errorf("session not established: %v %v", st, err)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }

@@ -191,6 +191,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			printPlan(stdout, p)
+			if len(p.Errors) > 0 {
+				return fmt.Errorf("reloaded, but not all of it applied: %s", strings.Join(p.Errors, "; "))
+			}
 			fmt.Fprintln(stdout, "reloaded")
 			return nil
 		},

@@ -14,8 +14,12 @@ import (
 	"github.com/bgpgw/bgpgw/pkg/configfile"
 )
 
-// exitChanges is plan's exit code when the file would change something.
-const exitChanges = 1
+// plan's exit codes beyond exitOK and exitConfig: the file would change
+// something; the plan could not be made (no daemon, say).
+const (
+	exitChanges    = 1
+	exitPlanFailed = 3
+)
 
 // newPlanCmd is `bgpgw plan --config FILE [--json]`.
 func newPlanCmd(stdout io.Writer) *cobra.Command {
@@ -23,12 +27,12 @@ func newPlanCmd(stdout io.Writer) *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "plan --config FILE [--json]",
-		Short: "Show what reloading FILE would change, without applying anything; exit 0: nothing, 1: changes, 2: FILE invalid",
+		Short: "Show what reloading FILE would change, without applying anything; exit 0: nothing, 1: changes, 2: FILE invalid, 3: no plan (no daemon)",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			abs, err := filepath.Abs(file)
 			if err != nil {
-				return err
+				return codedError{exitPlanFailed, err}
 			}
 			if !c.Flags().Changed("socket") {
 				// The file names the socket; a file too broken to say
@@ -39,13 +43,13 @@ func newPlanCmd(stdout io.Writer) *cobra.Command {
 			}
 			p, err := api.NewClient(socket).Plan(c.Context(), abs)
 			if err != nil {
-				return err
+				return codedError{exitPlanFailed, err}
 			}
 			if asJSON {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
 				if err := enc.Encode(p); err != nil {
-					return err
+					return codedError{exitPlanFailed, err}
 				}
 			} else {
 				printPlan(stdout, p)
@@ -121,6 +125,9 @@ func printPlan(w io.Writer, p api.Plan) {
 	}
 	for _, r := range p.Routes.Remove {
 		fmt.Fprintf(w, "route    - %s via %s\n", r.Prefix, strings.Join(r.NextHops, ", "))
+	}
+	for _, e := range p.Errors {
+		fmt.Fprintf(w, "error    %s\n", e)
 	}
 	if p.Assumes != "" {
 		fmt.Fprintf(w, "(%s)\n", p.Assumes)

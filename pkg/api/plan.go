@@ -18,6 +18,9 @@ type Plan struct {
 	Routes   PlanRoutes `json:"routes"` // kernel routes toward the tunnels
 	Settings []string   `json:"settings"`
 	Assumes  string     `json:"assumes,omitempty"`
+	// Errors, from a reload, are what it applied the file but could not
+	// bring about (a session, a BFD session).
+	Errors []string `json:"errors,omitempty"`
 }
 
 // PlanPeer is what changes for one BGP peer.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -32,12 +33,17 @@ func (a *GoBGP) SetAnnouncements(ctx context.Context, desired map[string][]Annou
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	errs := a.finishDeferred()
+	known := desired // the caller's map is never changed
 	for peer := range desired {
 		if _, ok := a.peers[peer]; !ok {
 			errs = append(errs, fmt.Errorf("announce to %s: no such peer", peer))
-			delete(desired, peer)
+			if len(known) == len(desired) {
+				known = maps.Clone(desired)
+			}
+			delete(known, peer)
 		}
 	}
+	desired = known
 	// Peers that held something and are given nothing lose everything:
 	// found from the peer lists alone, their gates close before any
 	// per-prefix work, even building the RIB (park.go).

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
@@ -34,12 +33,11 @@ type GoBGP struct {
 	// is left in their export sets behind it.
 	gateClosed map[string][]netip.Prefix
 	changed    chan struct{}
-	// pathTimer signals Changed again a moment after a received route
-	// changed (see pathChanged); pathArmed while it is pending.
+	// pathTimer signals Changed again a moment after the last change of a
+	// received route (see pathChanged).
 	pathMu     sync.Mutex // not mu: the watcher's goroutine must not wait on SetAnnouncements
 	pathTimer  *time.Timer
 	pathClosed bool
-	pathArmed  atomic.Bool
 	// The bookkeeping after a withdrawal, deferred (park.go).
 	deferred     func() []error
 	deferredErrs []error
@@ -126,28 +124,23 @@ func NewGoBGP(ctx context.Context, g Global, log *slog.Logger) (*GoBGP, error) {
 // surely in the Loc-RIB.
 const pathSettle = 20 * time.Millisecond
 
-// pathChanged signals a received route's change now and again after
-// pathSettle: GoBGP v4 sends the post-policy event before it updates the
-// Loc-RIB (server.propagateUpdate), and Sessions takes a route as accepted
-// only once it is there; a pass that reads it too early would miss it
-// until the next change or resync.
+// pathChanged signals a received route's change now and again pathSettle
+// after the last one: GoBGP v4 sends the post-policy event before it
+// updates the Loc-RIB (server.propagateUpdate), and Sessions takes a route
+// as accepted only once it is there; a pass that reads it too early would
+// miss it until the next change or resync.
 func (a *GoBGP) pathChanged() {
 	a.signal()
-	if a.pathArmed.CompareAndSwap(false, true) {
-		a.pathMu.Lock()
-		defer a.pathMu.Unlock()
-		if a.pathClosed {
-			return
-		}
-		if a.pathTimer == nil {
-			a.pathTimer = time.AfterFunc(pathSettle, func() {
-				a.pathArmed.Store(false)
-				a.signal()
-			})
-		} else {
-			a.pathTimer.Reset(pathSettle)
-		}
+	a.pathMu.Lock()
+	defer a.pathMu.Unlock()
+	if a.pathClosed {
+		return
 	}
+	if a.pathTimer == nil {
+		a.pathTimer = time.AfterFunc(pathSettle, a.signal)
+		return
+	}
+	a.pathTimer.Reset(pathSettle)
 }
 
 func (a *GoBGP) signal() {

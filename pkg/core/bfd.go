@@ -123,13 +123,29 @@ func (c *Core) bfdUp(peer string) bool {
 // updated in place (timers, authentication) and keeps its state.
 func (c *Core) reconfigureBFD(cur, next *config.Config) {
 	curKeys, nextKeys := bfdKeys(cur), bfdKeys(next)
+	nameOf := map[bfdKey]string{}
+	for name, k := range nextKeys {
+		nameOf[k] = name
+	}
+	// A renamed peer whose session is the same (same addresses) keeps what
+	// the session reported: the daemon keeps that session running.
+	moved := map[string]*peerBFD{}
 	for peer, p := range c.bfd {
-		k, ok := nextKeys[peer]
-		if ok && k == curKeys[peer] {
+		k, had := curKeys[peer]
+		if name, ok := nameOf[k]; had && ok && name != peer {
+			moved[name] = p
+		} else if had && ok && nextKeys[peer] == k {
 			continue
 		}
 		// Keep the reset generation: the daemon compares against it.
 		c.bfd[peer] = &peerBFD{up: true, reset: p.reset}
+	}
+	for name, p := range moved {
+		var gen Reset // the new name's own generations go on
+		if e, ok := c.bfd[name]; ok {
+			gen = e.reset
+		}
+		c.bfd[name] = &peerBFD{wasUp: p.wasUp, up: p.up, reset: gen}
 	}
 }
 

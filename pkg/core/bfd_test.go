@@ -1,6 +1,7 @@
 package core
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,4 +53,29 @@ func TestParseBFD(t *testing.T) {
 		_, err := parseBFD(strings.Fields(bad))
 		require.Error(t, err, bad)
 	}
+}
+
+// TestBFDRenamedPeer: a reload that renames a tunnel but keeps its BFD
+// session (same addresses) keeps what the session reported under the new
+// name, so its first Down after the reload counts; the old name is
+// forgotten.
+func TestBFDRenamedPeer(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cfg := loadConfig(t, "active-active")
+	c := New(cfg, now)
+	c.SessionState(now, "t1", true, nil)
+	c.BFD(now, BFDEvent{Peer: "t1", Old: BFDDown, New: BFDUp, Remote: BFDUp})
+
+	renamed := *cfg
+	renamed.Tunnels = slices.Clone(cfg.Tunnels)
+	renamed.Tunnels[0].Name = "t1b"
+	now = now.Add(time.Second)
+	c.Reconfigure(now, &renamed)
+	c.SessionState(now, "t1b", true, nil)
+	c.BFD(now, BFDEvent{Peer: "t1b", Old: BFDUp, New: BFDDown, Remote: BFDDown, Diag: "Path Down"})
+	out := c.Output(now)
+	require.Equal(t, Reset{Gen: 1, Reason: "BFD down: Path Down"}, out.Resets["t1b"], "the Down after the rename counts")
+	require.Empty(t, out.Announcements["t1b"])
+	_, old := out.Resets["t1"]
+	require.False(t, old)
 }

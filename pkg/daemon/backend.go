@@ -17,17 +17,19 @@ var _ api.Backend = (*Daemon)(nil)
 // Drain implements api.Backend: it starts the drain and records it on disk,
 // so that the instance stays drained across a restart or reboot.
 func (d *Daemon) Drain(ctx context.Context) error {
-	var cfg *config.Config
+	d.drainMu.Lock()
+	defer d.drainMu.Unlock()
+	stateFile := make(chan string, 1)
 	err := d.call(ctx, func(context.Context) error {
 		d.core.SetDrain(d.clock.Now(), true, false)
-		cfg = d.cfg
-		d.log.Info("drain requested", "drain_time", cfg.Drain.Time)
+		d.log.Info("drain requested", "drain_time", d.cfg.Drain.Time)
+		stateFile <- d.cfg.Drain.StateFile
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if err := writeDrainState(cfg.Drain.StateFile, d.clock.Now()); err != nil {
+	if err := writeDrainState(<-stateFile, d.clock.Now()); err != nil {
 		return fmt.Errorf("draining, but the drain will not survive a restart: %w", err)
 	}
 	return nil
@@ -36,6 +38,8 @@ func (d *Daemon) Drain(ctx context.Context) error {
 // Undrain implements api.Backend. The state file goes first: if it cannot
 // be removed, the instance stays drained.
 func (d *Daemon) Undrain(ctx context.Context) error {
+	d.drainMu.Lock()
+	defer d.drainMu.Unlock()
 	return d.call(ctx, func(context.Context) error {
 		if d.stopping {
 			return errors.New("bgpgw is stopping (SIGTERM): it drains and exits; undrain after it restarts")

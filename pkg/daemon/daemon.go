@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -68,6 +69,12 @@ type Daemon struct {
 	notify     *sdnotify.Notifier
 	metrics    *daemonMetrics // nil with metrics.listen off
 	configPath string
+	// drainMu keeps a drain's state file in step with the core: a drain
+	// writes it after the loop applied the drain, an undrain removes it
+	// on the loop; two calls must not interleave.
+	drainMu sync.Mutex
+	// reloadMu serialises reloads: the file read and its application.
+	reloadMu sync.Mutex
 
 	// Owned by the loop goroutine.
 	cfg        *config.Config

@@ -56,7 +56,7 @@ func (d *Daemon) startHealthRunner(r *health.Runner) {
 	if r == nil {
 		return
 	}
-	gen, g, stop := d.health.gen, d.runG, d.runStop
+	gen, g, stop, started := d.health.gen, d.runG, d.runStop, d.looping
 	hctx, cancel := context.WithCancel(d.runCtx)
 	d.health.cancel = cancel
 	g.Go(func() error {
@@ -67,7 +67,17 @@ func (d *Daemon) startHealthRunner(r *health.Runner) {
 		cancel()
 		return nil
 	})
-	g.Go(func() error { return r.Run(hctx) })
+	g.Go(func() error {
+		err := r.Run(hctx)
+		if err != nil && started {
+			// Started by a reload: the checks failing to run (a link
+			// watcher that cannot subscribe, say) must not stop the
+			// daemon without a drain; their results stay failing.
+			d.log.Error("health checks stopped", "reason", err.Error())
+			return nil
+		}
+		return err
+	})
 	g.Go(func() error {
 		for res := range r.Results() {
 			d.mail.post(checkEvent{gen: gen, res: res}, d.clock.Now())

@@ -33,12 +33,15 @@ func (d *Daemon) Plan(ctx context.Context, path string) (api.Plan, error) {
 		return api.Plan{}, fmt.Errorf("plan: %q: want an absolute path (the daemon's working directory is not yours)", path)
 	}
 	next, loadErr := configfile.Load(path)
-	var p api.Plan
+	plan := make(chan api.Plan, 1)
 	err := d.call(ctx, func(context.Context) error {
-		p = d.plan(path, next, loadErr)
+		plan <- d.plan(path, next, loadErr)
 		return nil
 	})
-	return p, err
+	if err != nil {
+		return api.Plan{}, err
+	}
+	return <-plan, nil
 }
 
 // plan is what switching to next would change; on the loop.
@@ -48,15 +51,29 @@ func (d *Daemon) plan(file string, next *config.Config, loadErr error) api.Plan 
 	if loadErr == nil {
 		loadErr = restartOnly(d.cfg, next)
 	}
+	if loadErr == nil && !reflect.DeepEqual(d.cfg.Health, next.Health) {
+		// What reload would refuse: a check it cannot build (a command
+		// not found). It holds nothing until it runs.
+		_, loadErr = d.newHealthRunner(next.Health)
+	}
 	if loadErr != nil {
 		p.Invalid = errorLines(loadErr)
 		return p
 	}
 	cur := d.cfg
+	// What each tunnel peer would send after the reload: what it has sent
+	// and was accepted; and what was refused too when its accept-list
+	// changes (its session is reset and re-filtered). Refused for an AS
+	// loop looks the same as refused by the accept-list: such a route that
+	// the new list covers is predicted accepted.
 	sent := map[string][]netip.Prefix{}
+	nextPeers := peersByName(next)
 	for _, s := range d.sessions {
 		if s.Kind == bgp.KindTunnel && s.State == bgp.StateEstablished {
-			sent[s.Name] = slices.Concat(s.Received, s.Rejected)
+			sent[s.Name] = s.Received
+			if n, ok := nextPeers[s.Name]; ok && !slices.Equal(n.Accept, peersByName(cur)[s.Name].Accept) {
+				sent[s.Name] = slices.Concat(s.Received, s.Rejected)
+			}
 		}
 	}
 	after := d.core.Preview(d.clock.Now(), next, sent)

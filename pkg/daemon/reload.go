@@ -21,22 +21,31 @@ import (
 // change, is rejected: the running configuration stays, and the errors go
 // to the log and to status. The file is read here; the loop applies it
 // and returns what it applied (the plan `bgpgw plan` would have shown).
+//
+// A reload that applied the file but could not apply all of it (a
+// session, a BFD session) returns no error: the plan lists what failed in
+// Errors.
 func (d *Daemon) Reload(ctx context.Context) (api.Plan, error) {
 	if d.configPath == "" {
 		return api.Plan{}, errors.New("reload: bgpgw was started without a configuration file path")
 	}
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	next, loadErr := configfile.Load(d.configPath)
-	var p api.Plan
+	plan := make(chan api.Plan, 1)
 	err := d.call(ctx, func(ctx context.Context) error {
 		if loadErr != nil {
 			d.rejectReload(loadErr)
 			return fmt.Errorf("reload rejected, running configuration kept: %w", loadErr)
 		}
-		var err error
-		p, err = d.applyConfig(ctx, next)
+		p, err := d.applyConfig(ctx, next)
+		plan <- p
 		return err
 	})
-	return p, err
+	if err != nil {
+		return api.Plan{}, err
+	}
+	return <-plan, nil
 }
 
 // applyConfig switches the running daemon to next and returns what
@@ -103,10 +112,11 @@ func (d *Daemon) applyConfig(ctx context.Context, next *config.Config) (api.Plan
 		rec.Errors = append(rec.Errors, e.Error())
 	}
 	d.lastReload = rec
+	plan.Errors = rec.Errors
 	if len(errs) > 0 {
 		err := errors.Join(errs...)
 		d.log.Error("configuration reloaded with errors", "reason", err.Error(), "changes", strings.Join(changes, "; "))
-		return plan, fmt.Errorf("reloaded, but: %w", err)
+		return plan, nil // applied: the plan says what failed
 	}
 	d.log.Info("configuration reloaded", "changes", strings.Join(changes, "; "))
 	return plan, nil
