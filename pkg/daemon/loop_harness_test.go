@@ -8,14 +8,12 @@ package daemon
 // loop_api_test.go.
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/bgpgw/bgpgw/internal/lab"
 	"github.com/bgpgw/bgpgw/pkg/api"
 	"github.com/bgpgw/bgpgw/pkg/bfd"
 	"github.com/bgpgw/bgpgw/pkg/configfile"
@@ -79,25 +78,6 @@ drain: {time: 2s, state_file: $DIR/drained}
 api: {socket: $DIR/bgpgw.sock}
 `
 
-// lockedBuffer is the daemon's log, written by the loop and read by the
-// test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // loopHarness runs a daemon's loop on the fakes.
 type loopHarness struct {
 	t        *testing.T
@@ -130,7 +110,7 @@ func startLoop(t *testing.T, y string) *loopHarness {
 	path := filepath.Join(dir, "bgpgw.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(y), 0o644))
 
-	logs := &lockedBuffer{}
+	logs := &lab.SyncBuffer{} // the daemon's log, written by the loop and read by the test
 	clock := newFakeClock(loopEpoch)
 	d := newDaemon(cfg, Options{Clock: clock, ConfigPath: path,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})

@@ -41,17 +41,7 @@ func planTunnel(n int, accept, bfdRx string) string {
 func TestPlan(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	l := lab.ForTest(t)
-	gwNS, err := l.Netns("gw")
-	require.NoError(t, err)
-	opNS, err := l.Netns("op")
-	require.NoError(t, err)
-	for i := 1; i <= 3; i++ {
-		require.NoError(t, l.Link(gwNS, fmt.Sprintf("tun%d", i), fmt.Sprintf("169.254.2%d.1/30", i),
-			opNS, fmt.Sprintf("gw%d", i), fmt.Sprintf("169.254.2%d.2/30", i)))
-	}
-	frr, err := l.StartFRR(opNS, l.Prefix()+"op", reloadOnprem, "zebra", "bgpd", "staticd")
-	require.NoError(t, err)
+	l, gwNS, frr := reloadLab(t)
 	file := func(asn, announce string, tunnels ...string) string {
 		return fmt.Sprintf(reloadGateway, l.SocketPath("gw1"), l.Dir(), asn, announce, strings.Join(tunnels, ""))
 	}

@@ -52,6 +52,24 @@ drain: {state_file: %[2]s/drained}
 metrics: {listen: "off"}
 `
 
+// reloadLab builds the gateway namespace linked three times to the on-prem
+// one, where FRR runs reloadOnprem.
+func reloadLab(t *testing.T) (*lab.Lab, *lab.Netns, *lab.FRR) {
+	t.Helper()
+	l := lab.ForTest(t)
+	gwNS, err := l.Netns("gw")
+	require.NoError(t, err)
+	opNS, err := l.Netns("op")
+	require.NoError(t, err)
+	for i := 1; i <= 3; i++ {
+		require.NoError(t, l.Link(gwNS, fmt.Sprintf("tun%d", i), fmt.Sprintf("169.254.2%d.1/30", i),
+			opNS, fmt.Sprintf("gw%d", i), fmt.Sprintf("169.254.2%d.2/30", i)))
+	}
+	frr, err := l.StartFRR(opNS, l.Prefix()+"op", reloadOnprem, "zebra", "bgpd", "staticd")
+	require.NoError(t, err)
+	return l, gwNS, frr
+}
+
 func reloadTunnel(n int) string {
 	return fmt.Sprintf(`  - {name: t%[1]d, inside: {local: 169.254.2%[1]d.1/30, remote: 169.254.2%[1]d.2}, peer_asn: 65010, accept: ["10.1.0.0/16"]}
 `, n)
@@ -65,17 +83,7 @@ func reloadTunnel(n int) string {
 func TestReload(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l := lab.ForTest(t)
-	gwNS, err := l.Netns("gw")
-	require.NoError(t, err)
-	opNS, err := l.Netns("op")
-	require.NoError(t, err)
-	for i := 1; i <= 3; i++ {
-		require.NoError(t, l.Link(gwNS, fmt.Sprintf("tun%d", i), fmt.Sprintf("169.254.2%d.1/30", i),
-			opNS, fmt.Sprintf("gw%d", i), fmt.Sprintf("169.254.2%d.2/30", i)))
-	}
-	frr, err := l.StartFRR(opNS, l.Prefix()+"op", reloadOnprem, "zebra", "bgpd", "staticd")
-	require.NoError(t, err)
+	l, gwNS, frr := reloadLab(t)
 	write := func(asn, announce string, tunnels ...int) string {
 		var ts strings.Builder
 		for _, n := range tunnels {
