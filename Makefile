@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 60s
 
-.PHONY: all build deps lint test check unit integration demo bench bench-bfd bench-failover failover-ci fuzz clean
+.PHONY: all build deps lint test check mutate unit integration demo bench bench-bfd bench-failover failover-ci fuzz clean
 
 all: build
 
@@ -29,6 +29,8 @@ lint:
 # that cannot run fail, they never skip.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/bfd)
+	@# Each BFD rule of the core, mutated, must fail a test.
+	$(MAKE) mutate
 	@# The patched copy of govici (third_party/govici/BGPGW.md) is its own module.
 	cd third_party/govici && $(GO) test -race -count=1 ./vici/
 	@# The BFD interop test checks detection within detection time + 50 ms:
@@ -65,6 +67,11 @@ CHECK_SKIP := $(CHECK_SKIP)|TestUnitVerifies
 
 check:
 	$(GO) test -race -count=1 -timeout 5m -tags nonetns -skip '^($(CHECK_SKIP))$$' $(CHECK_PKGS)
+
+# The core's BFD rules, each mutated in a copy of the tree (15 mutations):
+# every mutation must make go test ./pkg/core fail.
+mutate:
+	bash scripts/mutate-core.sh
 
 failover-ci: deps
 	$(GO) run ./bench/failover -topologies active-active -stacks bgpgw -ci \

@@ -88,11 +88,13 @@ mutation "rule 4: no reset for a cloud peer" output.go \
 	'(tunnel || c.isCloudPeer(peer))' '(tunnel)'
 # Rule 5: a reload that removes a session forgets its state.
 mutation "rule 5: state kept when BFD is disabled" bfd.go \
-	'if ok && k == curKeys[peer] {' 'if !ok || k == curKeys[peer] {'
+	'case had && kept && name == peer:' 'case had && (!kept || name == peer):'
 mutation "rule 5: state kept when local address or multihop change" bfd.go \
-	'if ok && k == curKeys[peer] {' 'if ok && k.peer == curKeys[peer].peer {'
+	'bfdKey{t.InsideRemote, t.InsideLocal.Addr(), t.BFD.Multihop}' 'bfdKey{peer: t.InsideRemote}'
 mutation "rule 5: state forgotten on a timer-only change" bfd.go \
-	'if ok && k == curKeys[peer] {' 'if ok && k == curKeys[peer] && false {'
+	'continue // the same session (its timers or keys may change)' 'c.bfd[peer] = &peerBFD{up: true, reset: p.reset}; continue'
+mutation "rule 5: a renamed peer (same session) forgets its state" bfd.go \
+	'moved[name] = p' '_ = name'
 mutation "rule 5: reset Gen restarts on reload" bfd.go \
 	'reset: p.reset}' 'reset: Reset{Reason: p.reset.Reason}}'
 mutation "rule 5: resets of peers no longer configured" output.go \

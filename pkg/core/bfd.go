@@ -132,10 +132,12 @@ func (c *Core) reconfigureBFD(cur, next *config.Config) {
 	moved := map[string]*peerBFD{}
 	for peer, p := range c.bfd {
 		k, had := curKeys[peer]
-		if name, ok := nameOf[k]; had && ok && name != peer {
+		name, kept := nameOf[k]
+		switch {
+		case had && kept && name == peer:
+			continue // the same session (its timers or keys may change)
+		case had && kept:
 			moved[name] = p
-		} else if had && ok && nextKeys[peer] == k {
-			continue
 		}
 		// Keep the reset generation: the daemon compares against it.
 		c.bfd[peer] = &peerBFD{up: true, reset: p.reset}
