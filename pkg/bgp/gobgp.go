@@ -32,7 +32,12 @@ type GoBGP struct {
 	// gateClosed are the peers whose gate is closed (park.go), with what
 	// is left in their export sets behind it.
 	gateClosed map[string][]netip.Prefix
-	changed    chan struct{}
+	// held are the sessions to keep administratively down (name -> RFC
+	// 8203 message, SetHeldDown); down, those that are (disabled, or
+	// added down).
+	held    map[string]string
+	down    map[string]bool
+	changed chan struct{}
 	// pathTimer signals Changed again a moment after the last change of a
 	// received route (see pathChanged).
 	pathMu     sync.Mutex // not mu: the watcher's goroutine must not wait on SetAnnouncements
@@ -102,6 +107,8 @@ func NewGoBGP(ctx context.Context, g Global, log *slog.Logger) (*GoBGP, error) {
 		peers:      map[string]PeerConfig{},
 		rib:        map[netip.Prefix]*ribEntry{},
 		gateClosed: map[string][]netip.Prefix{},
+		held:       map[string]string{},
+		down:       map[string]bool{},
 		changed:    make(chan struct{}, 1),
 		parkFor:    defaultParkFor,
 	}
@@ -194,6 +201,7 @@ func (a *GoBGP) SetPeers(ctx context.Context, peers []PeerConfig) error {
 			errs = append(errs, fmt.Errorf("peer %s: remove: %w", name, err))
 		}
 		delete(a.peers, name)
+		delete(a.down, name)
 		if _, stays := want[name]; !stays {
 			a.forgetPeer(name)
 		}
@@ -227,9 +235,14 @@ func (a *GoBGP) SetPeers(ctx context.Context, peers []PeerConfig) error {
 			continue
 		}
 		p := want[name]
-		if err := a.s.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
+		_, held := a.held[name] // a session held down starts down
+		if err := a.s.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, held)}); err != nil {
 			errs = append(errs, fmt.Errorf("peer %s (%s): add: %w", name, p.Address, err))
 			delete(a.peers, name)
+			continue
+		}
+		if held {
+			a.down[name] = true
 		}
 	}
 	return errors.Join(errs...)
@@ -246,7 +259,7 @@ func (a *GoBGP) forgetPeer(name string) {
 	delete(a.gateClosed, name)
 }
 
-func apiPeer(p PeerConfig) *api.Peer {
+func apiPeer(p PeerConfig, adminDown bool) *api.Peer {
 	fam := familyOf(p.Address)
 	ap := &api.Peer{
 		Conf: &api.PeerConf{
@@ -254,6 +267,7 @@ func apiPeer(p PeerConfig) *api.Peer {
 			PeerAsn:         p.PeerASN,
 			AuthPassword:    p.Password,
 			Description:     p.Name,
+			AdminDown:       adminDown,
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			HoldTime:               uint64(p.HoldTime / time.Second),
@@ -291,42 +305,22 @@ func familyOf(a netip.Addr) *api.Family {
 	return &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
 }
 
-// peer returns a configured peer by name.
-func (a *GoBGP) peer(name string) (PeerConfig, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	p, ok := a.peers[name]
-	if !ok {
-		return PeerConfig{}, fmt.Errorf("peer %s: not configured", name)
-	}
-	return p, nil
-}
-
-// Shutdown implements Speaker.
-func (a *GoBGP) Shutdown(ctx context.Context, peer, message string) error {
-	p, err := a.peer(peer)
-	if err != nil {
-		return err
-	}
-	// DisablePeer sends the Cease with the RFC 8203 text and keeps the
-	// peer administratively down; ShutdownPeer would only send the Cease
-	// and let the FSM reconnect.
-	if err := a.s.DisablePeer(ctx, &api.DisablePeerRequest{Address: p.Address.String(), Communication: message}); err != nil {
-		return fmt.Errorf("peer %s: shutdown: %w", peer, err)
-	}
-	return nil
-}
-
 // Reset implements Speaker.
 func (a *GoBGP) Reset(ctx context.Context, peer, message string) error {
-	p, err := a.peer(peer)
-	if err != nil {
-		return err
+	a.mu.Lock()
+	p, ok := a.peers[peer]
+	down := a.down[peer]
+	a.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("peer %s: not configured", peer)
+	}
+	if down {
+		return nil // held down: already closed
 	}
 	// Only an established session is reset: GoBGP queues the Cease for the
 	// Established state, so sent now it would kill the next session.
 	established := false
-	err = a.s.ListPeer(ctx, &api.ListPeerRequest{Address: p.Address.String()}, func(ap *api.Peer) {
+	err := a.s.ListPeer(ctx, &api.ListPeerRequest{Address: p.Address.String()}, func(ap *api.Peer) {
 		established = ap.State != nil && ap.State.SessionState == api.PeerState_SESSION_STATE_ESTABLISHED
 	})
 	if err != nil || !established {
@@ -338,26 +332,56 @@ func (a *GoBGP) Reset(ctx context.Context, peer, message string) error {
 	return nil
 }
 
-// Enable implements Speaker.
-func (a *GoBGP) Enable(ctx context.Context, peer string) error {
+// SetHeldDown implements Speaker.
+func (a *GoBGP) SetHeldDown(ctx context.Context, held map[string]string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	p, ok := a.peers[peer]
-	if !ok {
-		return fmt.Errorf("peer %s: not configured", peer)
+	var errs []error
+	a.held = map[string]string{}
+	for name, msg := range held {
+		if _, ok := a.peers[name]; !ok {
+			errs = append(errs, fmt.Errorf("hold %s down: no such peer", name))
+			continue
+		}
+		a.held[name] = msg
 	}
-	// GoBGP holds a re-enabled peer in Idle for a fixed 5 s (holdtimeIdle)
-	// before it connects or accepts a connection; a peer added afresh
-	// starts at once. The peer is down (Shutdown held it), so it is
-	// re-created: the session comes up as soon as the far end answers.
-	// A peer a failed earlier attempt already deleted is simply added:
-	// the next call retries.
+	for _, name := range sortedKeys(a.peers) {
+		msg, want := a.held[name]
+		switch {
+		case want && !a.down[name]:
+			// DisablePeer sends the Cease with the RFC 8203 text and keeps
+			// the peer administratively down; ShutdownPeer would only send
+			// the Cease and let the FSM reconnect.
+			err := a.s.DisablePeer(ctx, &api.DisablePeerRequest{Address: a.peers[name].Address.String(), Communication: msg})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("peer %s: shut down: %w", name, err))
+				continue
+			}
+			a.down[name] = true
+		case !want && a.down[name]:
+			if err := a.enable(ctx, a.peers[name]); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			delete(a.down, name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// enable lets a peer held down run again. GoBGP holds a re-enabled peer
+// in Idle for a fixed 5 s (holdtimeIdle) before it connects or accepts a
+// connection; a peer added afresh starts at once. The peer is down, so it
+// is re-created: the session comes up as soon as the far end answers. A
+// peer a failed earlier attempt already deleted is simply added: the next
+// call retries. Caller holds a.mu.
+func (a *GoBGP) enable(ctx context.Context, p PeerConfig) error {
 	if err := a.s.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil &&
 		!strings.Contains(err.Error(), "can't delete a peer") {
-		return fmt.Errorf("peer %s: enable: %w", peer, err)
+		return fmt.Errorf("peer %s: enable: %w", p.Name, err)
 	}
-	if err := a.s.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
-		return fmt.Errorf("peer %s: enable: %w", peer, err)
+	if err := a.s.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, false)}); err != nil {
+		return fmt.Errorf("peer %s: enable: %w", p.Name, err)
 	}
 	return nil
 }

@@ -139,13 +139,15 @@ type Speaker interface {
 	// SetNever replaces Global.Never (the cloud-side prefixes), without
 	// resetting any session.
 	SetNever(ctx context.Context, never []netip.Prefix) error
-	// Shutdown closes a session with an RFC 8203 message and keeps it down
-	// until Enable is called.
-	Shutdown(ctx context.Context, peer, message string) error
-	// Enable lets a session that Shutdown held down come up again.
-	Enable(ctx context.Context, peer string) error
+	// SetHeldDown keeps exactly the sessions in held (peer name -> RFC
+	// 8203 message) administratively down and lets the others run: a
+	// session newly held is closed with a Cease carrying its message, one
+	// no longer held comes up. It lasts across SetPeers: a session added or
+	// re-created while held starts down.
+	SetHeldDown(ctx context.Context, held map[string]string) error
 	// Reset closes a session at once (Cease, Administrative Reset, with an
-	// RFC 8203 message); it reconnects by itself.
+	// RFC 8203 message); it reconnects by itself. A session held down is
+	// not touched.
 	Reset(ctx context.Context, peer, message string) error
 	// Close stops the speaker; sessions are closed with a Cease.
 	Close()

@@ -9,6 +9,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -111,7 +112,8 @@ type fakeSpeaker struct {
 	// All below guarded by log.mu.
 	peers     map[string]bgp.PeerConfig // the last SetPeers
 	order     []string                  // peer names as given to SetPeers
-	down      map[string]bool           // held down by Shutdown
+	held      map[string]string         // the last SetHeldDown (name -> message)
+	down      map[string]bool           // held down now
 	announced map[string]map[netip.Prefix]bgp.Announcement
 	states    map[string]sessionState
 	never     []netip.Prefix
@@ -133,7 +135,7 @@ type fakeSpeaker struct {
 var _ bgp.Speaker = (*fakeSpeaker)(nil)
 
 func newFakeSpeaker(log *callLog) *fakeSpeaker {
-	return &fakeSpeaker{log: log, peers: map[string]bgp.PeerConfig{}, down: map[string]bool{},
+	return &fakeSpeaker{log: log, peers: map[string]bgp.PeerConfig{}, held: map[string]string{}, down: map[string]bool{},
 		announced: map[string]map[netip.Prefix]bgp.Announcement{}, states: map[string]sessionState{},
 		resets: map[string]int{}, changed: make(chan struct{}, 1)}
 }
@@ -182,13 +184,14 @@ func (s *fakeSpeaker) SetPeers(_ context.Context, peers []bgp.PeerConfig) error 
 			delete(s.announced, name)
 			delete(s.states, name)
 			delete(s.down, name)
+			delete(s.held, name)
 			delete(s.resets, name)
 			changed = true
 		case !w.Equal(cur):
-			// Recreated: enabled, its session starts over (what it is
-			// sent is kept, as the real speaker keeps its RIB entries).
+			// Recreated: its session starts over, down if it is held
+			// (what it is sent is kept, as the real speaker keeps its
+			// RIB entries).
 			s.log.add("recreate peer " + name)
-			delete(s.down, name)
 			delete(s.states, name)
 			changed = true
 		}
@@ -201,6 +204,9 @@ func (s *fakeSpeaker) SetPeers(_ context.Context, peers []bgp.PeerConfig) error 
 	}
 	for _, name := range names {
 		s.log.add("add peer " + name)
+		if _, held := s.held[name]; held {
+			s.down[name] = true // added down
+		}
 	}
 	s.peers, s.order = want, order
 	if changed {
@@ -373,39 +379,42 @@ func (s *fakeSpeaker) Sessions(context.Context) ([]bgp.PeerStatus, error) {
 
 func (s *fakeSpeaker) Changed() <-chan struct{} { return s.changed }
 
-func (s *fakeSpeaker) Shutdown(_ context.Context, peer, message string) error {
+// SetHeldDown logs "shutdown PEER" and "enable PEER" for the sessions
+// whose state it changes.
+func (s *fakeSpeaker) SetHeldDown(_ context.Context, held map[string]string) error {
 	s.log.mu.Lock()
 	defer s.log.mu.Unlock()
 	defer s.log.changed()
-	s.log.add("shutdown " + peer)
-	if !s.known("Shutdown", peer) {
-		return fmt.Errorf("peer %s: not configured", peer)
+	var errs []error
+	s.held = map[string]string{}
+	for _, peer := range slices.Sorted(maps.Keys(held)) {
+		if !s.known("SetHeldDown", peer) {
+			errs = append(errs, fmt.Errorf("peer %s: not configured", peer))
+			continue
+		}
+		if held[peer] == "" {
+			s.log.violate("SetHeldDown %s: no RFC 8203 message", peer)
+		}
+		s.held[peer] = held[peer]
 	}
-	if s.down[peer] {
-		s.log.violate("Shutdown %s: already shut down", peer)
+	changed := false
+	for _, peer := range s.order {
+		_, want := s.held[peer]
+		switch {
+		case want && !s.down[peer]:
+			s.log.add("shutdown " + peer)
+			s.down[peer] = true
+			changed = true
+		case !want && s.down[peer]:
+			s.log.add("enable " + peer)
+			delete(s.down, peer)
+			changed = true
+		}
 	}
-	if message == "" {
-		s.log.violate("Shutdown %s: no RFC 8203 message", peer)
+	if changed {
+		s.signal() // sessions go down or may come up
 	}
-	s.down[peer] = true
-	s.signal() // the session goes down
-	return nil
-}
-
-func (s *fakeSpeaker) Enable(_ context.Context, peer string) error {
-	s.log.mu.Lock()
-	defer s.log.mu.Unlock()
-	defer s.log.changed()
-	s.log.add("enable " + peer)
-	if !s.known("Enable", peer) {
-		return fmt.Errorf("peer %s: not configured", peer)
-	}
-	if !s.down[peer] {
-		s.log.violate("Enable %s: not shut down", peer)
-	}
-	delete(s.down, peer)
-	s.signal() // the session may come up
-	return nil
+	return errors.Join(errs...)
 }
 
 func (s *fakeSpeaker) Reset(_ context.Context, peer, message string) error {
@@ -417,7 +426,7 @@ func (s *fakeSpeaker) Reset(_ context.Context, peer, message string) error {
 		return fmt.Errorf("peer %s: not configured", peer)
 	}
 	if s.down[peer] {
-		s.log.violate("Reset %s: held down by Shutdown", peer)
+		s.log.violate("Reset %s: held down", peer)
 	}
 	s.resets[peer]++
 	return nil

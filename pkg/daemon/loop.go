@@ -162,38 +162,36 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 	return out
 }
 
-// holdSessions shuts down the sessions the core holds down (a drain, a
-// tunnel whose CHILD_SA is not installed) and enables the ones it no
-// longer does.
+// holdSessions gives the speaker the sessions the core holds down (a
+// drain, a tunnel whose CHILD_SA is not installed), and logs those that
+// changed. The speaker keeps them down across a reload's SetPeers.
 func (d *Daemon) holdSessions(ctx context.Context, out core.Output) []string {
-	var errs []string
-	wantSet := map[string]bool{}
 	reason := "tunnel down"
 	if out.Drain == core.Drained {
 		reason = "drained"
 	}
+	held := make(map[string]string, len(out.ShutDown))
 	for _, p := range out.ShutDown {
-		wantSet[p] = true
+		held[p] = core.ShutdownMessage
+	}
+	if err := d.speaker.SetHeldDown(ctx, held); err != nil {
+		return []string{err.Error()} // the next pass gives the whole set again
+	}
+	for _, p := range slices.Sorted(maps.Keys(held)) {
 		if !d.shutDown[p] {
-			if err := d.speaker.Shutdown(ctx, p, core.ShutdownMessage); err != nil {
-				errs = append(errs, err.Error())
-				continue
-			}
 			d.log.Info("session shut down", "peer", p, "reason", reason)
-			d.shutDown[p] = true
 		}
 	}
-	for p := range d.shutDown {
-		if !wantSet[p] {
-			if err := d.speaker.Enable(ctx, p); err != nil {
-				errs = append(errs, err.Error())
-				continue
-			}
+	for _, p := range slices.Sorted(maps.Keys(d.shutDown)) {
+		if _, ok := held[p]; !ok {
 			d.log.Info("session enabled", "peer", p)
-			delete(d.shutDown, p)
 		}
 	}
-	return errs
+	d.shutDown = make(map[string]bool, len(held))
+	for p := range held {
+		d.shutDown[p] = true
+	}
+	return nil
 }
 
 // applyResets resets the sessions the core decided to reset since the

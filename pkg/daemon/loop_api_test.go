@@ -230,9 +230,8 @@ func TestLoopReload(t *testing.T) {
 }
 
 // TestLoopReloadWhileDrained: a reload while drained leaves every session
-// held down, without shutting down again those the speaker still holds
-// down (a session the reload did not change keeps its state): the fake
-// speaker fails a second Shutdown of a session already shut down.
+// held down; the sessions it did not change are not touched, the one it
+// adds is shut down, and undrain lets them all up.
 func TestLoopReloadWhileDrained(t *testing.T) {
 	h := startLoop(t, activeActive())
 	h.bringUp()
@@ -377,11 +376,9 @@ func TestFakesEnforceContracts(t *testing.T) {
 		"t1": {ann("10.1.0.0/16")},                                                // not a cloud prefix
 		"rr": {ann("10.10.0.0/16"), ann("10.1.0.0/16", 1), ann("10.1.0.0/16", 1)}, // a cloud prefix; twice; other attributes than t1's
 	})
-	_ = sp.Enable(ctx, "t1") // not shut down
-	_ = sp.Shutdown(ctx, "t1", "bye")
-	_ = sp.Shutdown(ctx, "t1", "bye")   // twice
-	_ = sp.Reset(ctx, "t1", "BFD down") // held down
-	_ = sp.Reset(ctx, "t3", "BFD down") // no such peer
+	_ = sp.SetHeldDown(ctx, map[string]string{"t1": "", "t3": "bye"}) // no message; no such peer
+	_ = sp.Reset(ctx, "t1", "BFD down")                               // held down
+	_ = sp.Reset(ctx, "t3", "BFD down")                               // no such peer
 	rt := newFakeRoutes(calls)
 	_, err := rt.Set([]route.Route{
 		{Prefix: netip.MustParsePrefix("10.1.0.0/16"), NextHops: []netip.Addr{netip.MustParseAddr("169.254.21.2")}},
@@ -397,8 +394,8 @@ func TestFakesEnforceContracts(t *testing.T) {
 		"10.10.0.0/16 to cloud rr: a cloud prefix",
 		"10.1.0.0/16 announced twice to rr",
 		"10.1.0.0/16 with other attributes",
-		"Enable t1: not shut down",
-		"Shutdown t1: already shut down",
+		"SetHeldDown t3: no such peer",
+		"SetHeldDown t1: no RFC 8203 message",
 		"Reset t1: held down",
 		"Reset t3: no such peer",
 		"prefix twice",

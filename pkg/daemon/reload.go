@@ -90,15 +90,8 @@ func (d *Daemon) applyConfig(ctx context.Context, next *config.Config) (api.Plan
 	if err := d.speaker.SetPeers(ctx, peers(next)); err != nil {
 		errs = append(errs, fmt.Errorf("BGP sessions: %w", err))
 	}
-	// Sessions the speaker re-created (changed) or deleted are no longer
-	// held down: the next pass holds down again whatever must be. The
-	// others keep their state.
-	curPeers, nextPeers := peersByName(cur), peersByName(next)
-	for name := range d.shutDown {
-		if n, ok := nextPeers[name]; !ok || !n.Equal(curPeers[name]) {
-			delete(d.shutDown, name)
-		}
-	}
+	// The speaker keeps what it holds down across SetPeers; the next pass
+	// gives the new set.
 	d.observe = true // read the sessions again after SetPeers
 	if d.ipsec != nil {
 		d.ipsec.SetTunnels(next.Tunnels, next.Announce)
