@@ -204,6 +204,9 @@ api: {socket: `+socket+`.x}
 		{[]string{"run", "--config", bad}, exitConfig, "instance.mode"},
 		{[]string{"validate", "--config", xfrm}, exitOK, "valid"},
 		{[]string{"status", "--socket", socket}, exitError, "is it running?"},
+		// No daemon to ask: 3, never 1 ("changes") nor 0.
+		{[]string{"plan", "--config", good, "--socket", socket}, exitPlanFailed, "is it running?"},
+		{[]string{"plan"}, exitError, "required flag"},
 		{[]string{"validate"}, exitError, "required flag"},
 		{[]string{"version"}, exitOK, "bgpgw"},
 	}

@@ -80,7 +80,7 @@ type Daemon struct {
 	cfg        *config.Config
 	core       *core.Core
 	out        core.Output
-	shutDown   map[string]bool   // sessions held down
+	shutDown   map[string]bool   // sessions held down, as last given to the speaker (for the log)
 	resetGen   map[string]uint64 // the last core.Reset applied, per peer
 	installed  []route.Route
 	bgpErr     string           // last failure to read BGP state
