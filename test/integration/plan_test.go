@@ -49,17 +49,7 @@ func TestPlan(t *testing.T) {
 	gw, err := l.StartGateway(ctx, gwNS, bgpgwBin, "gw1",
 		file("65515", "10.10.0.0/16", planTunnel(1, narrow, "300ms"), planTunnel(2, narrow, "")))
 	require.NoError(t, err)
-	diag := func() string {
-		st, _ := gw.CLI(ctx, "status", "--json")
-		return "bgpgw status:\n" + st + "\nbgpgw log:\n" + gw.LogTail(40)
-	}
-	routes := func(from string) []string {
-		r, err := routesFrom(ctx, frr, from)
-		if err != nil {
-			return []string{"error: " + err.Error()}
-		}
-		return r
-	}
+	diag, routes := reloadDiag(ctx, gw), frrRoutes(ctx, frr)
 	nbr := func(peer string) string { return "169.254.2" + strings.TrimPrefix(peer, "t") + ".1" }
 	require.NoError(t, lab.Poll(ctx, 100*time.Millisecond, func() (bool, error) {
 		return slices.Equal(routes(nbr("t1")), []string{"10.10.0.0/16"}) &&

@@ -70,6 +70,26 @@ func reloadLab(t *testing.T) (*lab.Lab, *lab.Netns, *lab.FRR) {
 	return l, gwNS, frr
 }
 
+// reloadDiag is bgpgw's status and log tail, for a failure message.
+func reloadDiag(ctx context.Context, gw *lab.Gateway) func() string {
+	return func() string {
+		st, _ := gw.CLI(ctx, "status", "--json")
+		return "bgpgw status:\n" + st + "\nbgpgw log:\n" + gw.LogTail(40)
+	}
+}
+
+// frrRoutes lists, sorted, the prefixes FRR received from a neighbor (an
+// error as the only entry).
+func frrRoutes(ctx context.Context, frr *lab.FRR) func(neighbor string) []string {
+	return func(neighbor string) []string {
+		r, err := routesFrom(ctx, frr, neighbor)
+		if err != nil {
+			return []string{"error: " + err.Error()}
+		}
+		return r
+	}
+}
+
 func reloadTunnel(n int) string {
 	return fmt.Sprintf(`  - {name: t%[1]d, inside: {local: 169.254.2%[1]d.1/30, remote: 169.254.2%[1]d.2}, peer_asn: 65010, accept: ["10.1.0.0/16"]}
 `, n)
@@ -93,18 +113,7 @@ func TestReload(t *testing.T) {
 	}
 	gw, err := l.StartGateway(ctx, gwNS, bgpgwBin, "gw1", write("65515", "10.10.0.0/16", 1, 2))
 	require.NoError(t, err)
-	diag := func() string {
-		st, _ := gw.CLI(ctx, "status", "--json")
-		return "bgpgw status:\n" + st + "\nbgpgw log:\n" + gw.LogTail(40)
-	}
-	routes := func(from string) []string {
-		r, err := routesFrom(ctx, frr, from)
-		if err != nil {
-			return []string{"error: " + err.Error()}
-		}
-		slices.Sort(r)
-		return r
-	}
+	diag, routes := reloadDiag(ctx, gw), frrRoutes(ctx, frr)
 	require.NoError(t, lab.Poll(ctx, 100*time.Millisecond, func() (bool, error) {
 		return slices.Equal(routes("169.254.21.1"), []string{"10.10.0.0/16"}) &&
 			slices.Equal(routes("169.254.22.1"), []string{"10.10.0.0/16"}), nil
