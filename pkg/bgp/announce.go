@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
-	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
@@ -124,7 +123,7 @@ func (a *GoBGP) apply(ctx context.Context, want map[netip.Prefix]*ribEntry, want
 			errs = append(errs, fmt.Errorf("announce %d prefixes: %w", len(paths), err))
 		}
 	}
-	now := time.Now()
+	now := a.clock.Now()
 	park, del := splitDeletes(a.rib, p, now)
 	if len(del) > 0 {
 		if err := a.deletePaths(del); err != nil {

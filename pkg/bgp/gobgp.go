@@ -46,11 +46,14 @@ type GoBGP struct {
 	// The bookkeeping after a withdrawal, deferred (park.go).
 	deferred     func() []error
 	deferredErrs []error
-	settleTimer  *time.Timer
+	settleTimer  Stopper
 	settleGen    int
+	// clock times parking, the deferred bookkeeping and the sweeper
+	// (pathTimer waits for GoBGP itself: real time).
+	clock Clock
 	// The sweeper of parked paths (park.go).
 	parkFor    time.Duration
-	sweepTimer *time.Timer
+	sweepTimer Stopper
 	sweeping   bool
 	closed     bool
 }
@@ -111,6 +114,7 @@ func NewGoBGP(ctx context.Context, g Global, log *slog.Logger) (*GoBGP, error) {
 		down:       map[string]bool{},
 		changed:    make(chan struct{}, 1),
 		parkFor:    defaultParkFor,
+		clock:      realClock{},
 	}
 	if err := a.applyPolicies(ctx); err != nil {
 		a.Close()

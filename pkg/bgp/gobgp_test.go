@@ -192,8 +192,9 @@ func TestEmptiedPeersAndParkedPaths(t *testing.T) {
 	ctx := context.Background()
 	port := freePort(t)
 	a := startSpeaker(t, port)
+	clock := newFakeClock() // parking, the deferred bookkeeping and the sweeper
 	a.mu.Lock()
-	a.parkFor = 3 * time.Second
+	a.clock = clock
 	a.mu.Unlock()
 	b := startPeer(t, "127.0.0.2", 65010, port, "127.0.0.1")
 	c := startPeer(t, "127.0.0.3", 65020, port, "127.0.0.1")
@@ -252,6 +253,16 @@ func TestEmptiedPeersAndParkedPaths(t *testing.T) {
 	})
 	require.NoError(t, a.SetAnnouncements(ctx, map[string][]Announcement{"b": {{Prefix: pA}}}))
 	waitFor(t, "c empty again", has(t, c))
+	// The bookkeeping parks B (it would run settleFor later) and arms the
+	// sweeper: B stays in the RIB until parkFor has passed, then goes.
+	a.mu.Lock()
+	a.runDeferred()
+	parkFor := a.parkFor
+	a.mu.Unlock()
+	assert.Equal(t, []netip.Prefix{pA, pB}, localPaths(t, a), "B parked")
+	clock.Advance(parkFor - time.Millisecond)
+	assert.Equal(t, []netip.Prefix{pA, pB}, localPaths(t, a), "B parked until parkFor has passed")
+	clock.Advance(time.Millisecond)
 	waitFor(t, "B's parked path swept from the RIB", func() bool {
 		return slices.Equal(localPaths(t, a), []netip.Prefix{pA})
 	})

@@ -77,7 +77,7 @@ func (a *GoBGP) deferBookkeeping(f func() []error) {
 	a.deferred = f
 	a.settleGen++
 	gen := a.settleGen
-	a.settleTimer = time.AfterFunc(settleFor, func() {
+	a.settleTimer = a.clock.AfterFunc(settleFor, func() {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		if a.closed || a.settleGen != gen {
@@ -221,7 +221,7 @@ func (a *GoBGP) scheduleSweep() {
 		return
 	}
 	a.sweeping = true
-	a.sweepTimer = time.AfterFunc(time.Until(oldest.Add(a.parkFor)), a.sweep)
+	a.sweepTimer = a.clock.AfterFunc(oldest.Add(a.parkFor).Sub(a.clock.Now()), a.sweep)
 }
 
 // sweep deletes the paths parked for a.parkFor or longer, sweepChunk at a
@@ -233,7 +233,7 @@ func (a *GoBGP) sweep() {
 			a.mu.Unlock()
 			return
 		}
-		cutoff := time.Now().Add(-a.parkFor)
+		cutoff := a.clock.Now().Add(-a.parkFor)
 		var due []netip.Prefix
 		for pfx, e := range a.rib {
 			if !e.parked.IsZero() && !e.parked.After(cutoff) {
@@ -252,7 +252,7 @@ func (a *GoBGP) sweep() {
 		if err := a.deletePaths(due); err != nil {
 			// Nothing is exported from a parked path: retrying later is safe.
 			a.log.Warn("delete withdrawn paths from the RIB; retrying later", "paths", len(due), "error", err)
-			a.sweepTimer = time.AfterFunc(a.parkFor, a.sweep)
+			a.sweepTimer = a.clock.AfterFunc(a.parkFor, a.sweep)
 			a.mu.Unlock()
 			return
 		}
