@@ -179,12 +179,7 @@ func Listen(path string, b Backend) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := b.Status(r.Context())
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(st)
+		writeJSON(w, st, err)
 	})
 	action := func(f func(context.Context) error) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -197,17 +192,9 @@ func Listen(path string, b Backend) (*Server, error) {
 	}
 	mux.HandleFunc("POST /v1/drain", action(b.Drain))
 	mux.HandleFunc("POST /v1/undrain", action(b.Undrain))
-	writePlan := func(w http.ResponseWriter, p Plan, err error) {
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(p)
-	}
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
 		p, err := b.Reload(r.Context())
-		writePlan(w, p, err)
+		writeJSON(w, p, err)
 	})
 	mux.HandleFunc("POST /v1/plan", func(w http.ResponseWriter, r *http.Request) {
 		var req planRequest
@@ -216,13 +203,23 @@ func Listen(path string, b Backend) (*Server, error) {
 			return
 		}
 		p, err := b.Plan(r.Context(), req.File)
-		writePlan(w, p, err)
+		writeJSON(w, p, err)
 	})
 	mux.HandleFunc("POST /v1/role/{role}", func(w http.ResponseWriter, r *http.Request) {
 		action(func(ctx context.Context) error { return b.SetRole(ctx, r.PathValue("role")) })(w, r)
 	})
 	s := &Server{path: path, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	return s, nil
+}
+
+// writeJSON answers v, or err when it is not nil.
+func writeJSON(w http.ResponseWriter, v any, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 func writeError(w http.ResponseWriter, err error) {

@@ -21,8 +21,7 @@ type bfdSessions struct {
 
 // bfdPeer ties a BFD session to the BGP peer it protects.
 type bfdPeer struct {
-	name   string
-	tunnel bool
+	name string
 }
 
 // startBFD runs one BFD session per peer with bfd.enabled. BFD is a
@@ -39,7 +38,7 @@ func wantBFD(cfg *config.Config) (map[bfd.Key]bfd.SessionConfig, map[bfd.Key]*bf
 		if t.BFD.Enabled {
 			c := bfd.SessionConfig{Peer: t.InsideRemote, Local: t.InsideLocal.Addr(), Multihop: t.BFD.Multihop,
 				DesiredMinTx: t.BFD.MinTx, RequiredMinRx: t.BFD.MinRx, DetectMult: uint8(t.BFD.Multiplier), Auth: bfdAuth(t.BFD)}
-			cfgs[c.Key()], peers[c.Key()] = c, &bfdPeer{name: t.Name, tunnel: true}
+			cfgs[c.Key()], peers[c.Key()] = c, &bfdPeer{name: t.Name}
 		}
 	}
 	for _, p := range cfg.CloudPeers {

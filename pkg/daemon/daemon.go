@@ -81,6 +81,7 @@ type Daemon struct {
 	core       *core.Core
 	out        core.Output
 	shutDown   map[string]bool   // sessions held down, as last given to the speaker (for the log)
+	heldStale  bool              // the last SetHeldDown failed: give the set again
 	resetGen   map[string]uint64 // the last core.Reset applied, per peer
 	installed  []route.Route
 	bgpErr     string           // last failure to read BGP state

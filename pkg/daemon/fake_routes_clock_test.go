@@ -62,7 +62,7 @@ func (r *fakeRoutes) Set(routes []route.Route) ([]route.Route, error) {
 		slices.SortFunc(hops, netip.Addr.Compare)
 		next = append(next, route.Route{Prefix: p, NextHops: slices.Compact(hops)})
 	}
-	slices.SortFunc(next, func(a, b route.Route) int { return comparePrefixes(a.Prefix, b.Prefix) })
+	slices.SortFunc(next, func(a, b route.Route) int { return comparePrefix(a.Prefix, b.Prefix) })
 	was := map[netip.Prefix]route.Route{}
 	for _, rt := range r.installed {
 		was[rt.Prefix] = rt

@@ -244,13 +244,6 @@ func attrString(a bgp.Announcement) string {
 	return " [" + strings.Join(parts, ", ") + "]"
 }
 
-func comparePrefixes(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
-}
-
 func (s *fakeSpeaker) SetAnnouncements(ctx context.Context, desired map[string][]bgp.Announcement) error {
 	s.log.mu.Lock()
 	block, entered := s.block, s.entered
@@ -312,12 +305,12 @@ func (s *fakeSpeaker) SetAnnouncements(ctx context.Context, desired map[string][
 	// The call log gets the difference with the previous call, per peer.
 	for _, peer := range slices.Sorted(maps.Keys(s.peers)) {
 		was, now := s.announced[peer], next[peer]
-		for _, p := range slices.SortedFunc(maps.Keys(was), comparePrefixes) {
+		for _, p := range slices.SortedFunc(maps.Keys(was), comparePrefix) {
 			if _, ok := now[p]; !ok {
 				s.log.add(fmt.Sprintf("withdraw %s %s", peer, p))
 			}
 		}
-		for _, p := range slices.SortedFunc(maps.Keys(now), comparePrefixes) {
+		for _, p := range slices.SortedFunc(maps.Keys(now), comparePrefix) {
 			a := now[p]
 			old, ok := was[p]
 			switch {
@@ -342,7 +335,7 @@ func (s *fakeSpeaker) Status(ctx context.Context) ([]bgp.PeerStatus, error) {
 	defer s.log.mu.Unlock()
 	for i := range st {
 		if st[i].State == bgp.StateEstablished {
-			st[i].Announced = slices.SortedFunc(maps.Keys(s.announced[st[i].Name]), comparePrefixes)
+			st[i].Announced = slices.SortedFunc(maps.Keys(s.announced[st[i].Name]), comparePrefix)
 		}
 	}
 	return st, err
@@ -479,7 +472,7 @@ func (s *fakeSpeaker) announcedTo(peer string) []bgp.Announcement {
 func (s *fakeSpeaker) announcedLocked(peer string) []bgp.Announcement {
 	m := s.announced[peer]
 	var out []bgp.Announcement
-	for _, p := range slices.SortedFunc(maps.Keys(m), comparePrefixes) {
+	for _, p := range slices.SortedFunc(maps.Keys(m), comparePrefix) {
 		out = append(out, m[p])
 	}
 	return out

@@ -163,9 +163,14 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 }
 
 // holdSessions gives the speaker the sessions the core holds down (a
-// drain, a tunnel whose CHILD_SA is not installed), and logs those that
-// changed. The speaker keeps them down across a reload's SetPeers.
+// drain, a tunnel whose CHILD_SA is not installed) when that set changed,
+// and logs those that changed. The speaker keeps them down across a
+// reload's SetPeers, so an unchanged set costs nothing.
 func (d *Daemon) holdSessions(ctx context.Context, out core.Output) []string {
+	if !d.heldStale && len(out.ShutDown) == len(d.shutDown) &&
+		!slices.ContainsFunc(out.ShutDown, func(p string) bool { return !d.shutDown[p] }) {
+		return nil
+	}
 	reason := "tunnel down"
 	if out.Drain == core.Drained {
 		reason = "drained"
@@ -175,8 +180,10 @@ func (d *Daemon) holdSessions(ctx context.Context, out core.Output) []string {
 		held[p] = core.ShutdownMessage
 	}
 	if err := d.speaker.SetHeldDown(ctx, held); err != nil {
-		return []string{err.Error()} // the next pass gives the whole set again
+		d.heldStale = true // the next pass gives the whole set again
+		return []string{err.Error()}
 	}
+	d.heldStale = false
 	for _, p := range slices.Sorted(maps.Keys(held)) {
 		if !d.shutDown[p] {
 			d.log.Info("session shut down", "peer", p, "reason", reason)
@@ -318,12 +325,7 @@ func (d *Daemon) logAnnouncements(prev, out core.Output) {
 
 // prefixList renders prefixes sorted, at most maxLoggedPrefixes of them.
 func prefixList(ps []netip.Prefix) string {
-	slices.SortFunc(ps, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
+	slices.SortFunc(ps, comparePrefix)
 	var b strings.Builder
 	for i, p := range ps {
 		if i == maxLoggedPrefixes {

@@ -44,22 +44,29 @@ func (d *Daemon) Plan(ctx context.Context, path string) (api.Plan, error) {
 	return <-plan, nil
 }
 
-// plan is what switching to next would change; on the loop.
+// plan is what switching to next would change, or why reload would
+// refuse it; on the loop.
 func (d *Daemon) plan(file string, next *config.Config, loadErr error) api.Plan {
-	p := api.Plan{File: file, Peers: []api.PlanPeer{}, Tunnels: []api.PlanItem{}, BFD: []api.PlanItem{},
-		Checks: []api.PlanItem{}, Settings: []string{}}
 	if loadErr == nil {
-		loadErr = restartOnly(d.cfg, next)
-	}
-	if loadErr == nil && !reflect.DeepEqual(d.cfg.Health, next.Health) {
-		// What reload would refuse: a check it cannot build (a command
-		// not found). It holds nothing until it runs.
-		_, loadErr = d.newHealthRunner(next.Health)
+		_, _, loadErr = d.vetConfig(next)
 	}
 	if loadErr != nil {
+		p := emptyPlan(file)
 		p.Invalid = errorLines(loadErr)
 		return p
 	}
+	return d.planFor(file, next)
+}
+
+// emptyPlan has every list empty, not null, in JSON.
+func emptyPlan(file string) api.Plan {
+	return api.Plan{File: file, Peers: []api.PlanPeer{}, Tunnels: []api.PlanItem{}, BFD: []api.PlanItem{},
+		Checks: []api.PlanItem{}, Settings: []string{}}
+}
+
+// planFor is what switching to next, already vetted, would change.
+func (d *Daemon) planFor(file string, next *config.Config) api.Plan {
+	p := emptyPlan(file)
 	cur := d.cfg
 	// What each tunnel peer would send after the reload: what it has sent
 	// and was accepted; and what was refused too when its accept-list
@@ -67,11 +74,11 @@ func (d *Daemon) plan(file string, next *config.Config, loadErr error) api.Plan 
 	// loop looks the same as refused by the accept-list: such a route that
 	// the new list covers is predicted accepted.
 	sent := map[string][]netip.Prefix{}
-	nextPeers := peersByName(next)
+	curPeers, nextPeers := peersByName(cur), peersByName(next)
 	for _, s := range d.sessions {
 		if s.Kind == bgp.KindTunnel && s.State == bgp.StateEstablished {
 			sent[s.Name] = s.Received
-			if n, ok := nextPeers[s.Name]; ok && !slices.Equal(n.Accept, peersByName(cur)[s.Name].Accept) {
+			if n, ok := nextPeers[s.Name]; ok && !slices.Equal(n.Accept, curPeers[s.Name].Accept) {
 				sent[s.Name] = slices.Concat(s.Received, s.Rejected)
 			}
 		}
@@ -204,8 +211,8 @@ func planPrefix(a model.Announcement) api.PlanPrefix {
 // planTunnels lists the IPsec tunnels charon adds, removes or rebuilds.
 func planTunnels(cur, next *config.Config) []api.PlanItem {
 	out := []api.PlanItem{}
-	curT := byNameT(cur.Tunnels, func(t config.Tunnel) string { return t.Name })
-	nextT := byNameT(next.Tunnels, func(t config.Tunnel) string { return t.Name })
+	curT := byName(cur.Tunnels, func(t config.Tunnel) string { return t.Name })
+	nextT := byName(next.Tunnels, func(t config.Tunnel) string { return t.Name })
 	announceChanged := !slices.Equal(cur.Announce, next.Announce)
 	for _, name := range slices.Sorted(maps.Keys(unionKeys(curT, nextT))) {
 		a, inCur := curT[name]
@@ -251,8 +258,8 @@ func planBFD(cur, next *config.Config) []api.PlanItem {
 // planChecks lists the health checks added, removed or restarted.
 func planChecks(cur, next *config.Config) []api.PlanItem {
 	out := []api.PlanItem{}
-	curC := byNameT(cur.Health, func(c config.Check) string { return c.Name })
-	nextC := byNameT(next.Health, func(c config.Check) string { return c.Name })
+	curC := byName(cur.Health, func(c config.Check) string { return c.Name })
+	nextC := byName(next.Health, func(c config.Check) string { return c.Name })
 	for _, name := range slices.Sorted(maps.Keys(unionKeys(curC, nextC))) {
 		a, inCur := curC[name]
 		b, inNext := nextC[name]
@@ -291,25 +298,6 @@ func planRoutes(cur, next []route.Route) api.PlanRoutes {
 	for _, k := range slices.Sorted(maps.Keys(was)) {
 		r := was[k]
 		out.Remove = append(out.Remove, api.Route{Prefix: r.Prefix.String(), NextHops: strs(r.NextHops)})
-	}
-	return out
-}
-
-func byNameT[T any](items []T, name func(T) string) map[string]T {
-	m := make(map[string]T, len(items))
-	for _, it := range items {
-		m[name(it)] = it
-	}
-	return m
-}
-
-func unionKeys[K comparable, A, B any](a map[K]A, b map[K]B) map[K]struct{} {
-	out := map[K]struct{}{}
-	for k := range a {
-		out[k] = struct{}{}
-	}
-	for k := range b {
-		out[k] = struct{}{}
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -51,27 +52,21 @@ func (d *Daemon) Reload(ctx context.Context) (api.Plan, error) {
 // applyConfig switches the running daemon to next and returns what
 // changed; on the loop.
 func (d *Daemon) applyConfig(ctx context.Context, next *config.Config) (api.Plan, error) {
-	cur := d.cfg
-	if err := restartOnly(cur, next); err != nil {
+	// What can still refuse the new configuration is checked before
+	// anything changes.
+	runner, healthChanged, err := d.vetConfig(next)
+	if err != nil {
 		d.rejectReload(err)
 		return api.Plan{}, fmt.Errorf("reload rejected, running configuration kept: %w", err)
-	}
-	// What can still refuse the new configuration is built before anything
-	// changes: the health checks (their targets are checked here).
-	healthChanged := !reflect.DeepEqual(cur.Health, next.Health)
-	var runner *health.Runner
-	if healthChanged {
-		var err error
-		if runner, err = d.newHealthRunner(next.Health); err != nil {
-			d.rejectReload(err)
-			return api.Plan{}, fmt.Errorf("reload rejected, running configuration kept: %w", err)
-		}
 	}
 	for _, w := range next.Warnings {
 		d.log.Warn("configuration", "warning", w)
 	}
-	changes := describeChanges(cur, next)
-	plan := d.plan(d.configPath, next, nil)
+	plan := d.planFor(d.configPath, next)
+	changes := plan.Settings
+	if len(changes) == 0 {
+		changes = []string{"nothing changed"}
+	}
 	var errs []error
 
 	d.cfg = next
@@ -115,17 +110,24 @@ func (d *Daemon) applyConfig(ctx context.Context, next *config.Config) (api.Plan
 	return plan, nil
 }
 
+// vetConfig is what can still refuse next once it loaded: a setting only
+// a restart applies, or a health check that cannot be built (its target is
+// checked here). When the checks changed, it returns their runner, which
+// holds nothing until it runs (nil when there are none).
+func (d *Daemon) vetConfig(next *config.Config) (runner *health.Runner, healthChanged bool, err error) {
+	if err := restartOnly(d.cfg, next); err != nil {
+		return nil, false, err
+	}
+	if reflect.DeepEqual(d.cfg.Health, next.Health) {
+		return nil, false, nil
+	}
+	runner, err = d.newHealthRunner(next.Health)
+	return runner, true, err
+}
+
 // rejectReload records and logs a rejected reload, one line per problem.
 func (d *Daemon) rejectReload(err error) {
-	var lines []string
-	var ferrs config.Errors
-	if errors.As(err, &ferrs) {
-		for _, fe := range ferrs {
-			lines = append(lines, fe.Error())
-		}
-	} else {
-		lines = []string{err.Error()}
-	}
+	lines := errorLines(err)
 	for _, l := range lines {
 		d.log.Error("reload rejected: running configuration kept", "file", d.configPath, "reason", l)
 	}
@@ -168,37 +170,10 @@ func restartOnly(cur, next *config.Config) error {
 
 // describeChanges lists what a reload changes, for the log and status.
 func describeChanges(cur, next *config.Config) []string {
-	var out []string
-	tunnels := func(c *config.Config) map[string]any {
-		return byName(c.Tunnels, func(t config.Tunnel) string { return t.Name })
-	}
-	peersOf := func(c *config.Config) map[string]any {
-		return byName(c.CloudPeers, func(p config.CloudPeer) string { return p.Name })
-	}
-	checks := func(c *config.Config) map[string]any {
-		return byName(c.Health, func(ch config.Check) string { return ch.Name })
-	}
-	for _, k := range []struct {
-		kind     string
-		cur, nxt map[string]any
-	}{
-		{"tunnel", tunnels(cur), tunnels(next)},
-		{"cloud peer", peersOf(cur), peersOf(next)},
-		{"check", checks(cur), checks(next)},
-	} {
-		for _, name := range sortedNames(k.cur, k.nxt) {
-			a, inCur := k.cur[name]
-			b, inNext := k.nxt[name]
-			switch {
-			case !inCur:
-				out = append(out, fmt.Sprintf("%s %s added", k.kind, name))
-			case !inNext:
-				out = append(out, fmt.Sprintf("%s %s removed", k.kind, name))
-			case !reflect.DeepEqual(a, b):
-				out = append(out, fmt.Sprintf("%s %s changed", k.kind, name))
-			}
-		}
-	}
+	out := slices.Concat(
+		diffNamed("tunnel", cur.Tunnels, next.Tunnels, func(t config.Tunnel) string { return t.Name }),
+		diffNamed("cloud peer", cur.CloudPeers, next.CloudPeers, func(p config.CloudPeer) string { return p.Name }),
+		diffNamed("check", cur.Health, next.Health, func(ch config.Check) string { return ch.Name }))
 	if !slices.Equal(cur.Announce, next.Announce) {
 		out = append(out, fmt.Sprintf("announce %v -> %v", cur.Announce, next.Announce))
 	}
@@ -223,24 +198,41 @@ func describeChanges(cur, next *config.Config) []string {
 	return out
 }
 
-func byName[T any](items []T, name func(T) string) map[string]any {
-	m := make(map[string]any, len(items))
+// diffNamed lists the items of kind added, removed and changed between
+// cur and next, by name.
+func diffNamed[T any](kind string, cur, next []T, name func(T) string) []string {
+	a, b := byName(cur, name), byName(next, name)
+	var out []string
+	for _, n := range slices.Sorted(maps.Keys(unionKeys(a, b))) {
+		x, inCur := a[n]
+		y, inNext := b[n]
+		switch {
+		case !inCur:
+			out = append(out, fmt.Sprintf("%s %s added", kind, n))
+		case !inNext:
+			out = append(out, fmt.Sprintf("%s %s removed", kind, n))
+		case !reflect.DeepEqual(x, y):
+			out = append(out, fmt.Sprintf("%s %s changed", kind, n))
+		}
+	}
+	return out
+}
+
+func byName[T any](items []T, name func(T) string) map[string]T {
+	m := make(map[string]T, len(items))
 	for _, it := range items {
 		m[name(it)] = it
 	}
 	return m
 }
 
-func sortedNames(a, b map[string]any) []string {
-	var out []string
+func unionKeys[K comparable, A, B any](a map[K]A, b map[K]B) map[K]struct{} {
+	out := map[K]struct{}{}
 	for k := range a {
-		out = append(out, k)
+		out[k] = struct{}{}
 	}
 	for k := range b {
-		if _, ok := a[k]; !ok {
-			out = append(out, k)
-		}
+		out[k] = struct{}{}
 	}
-	slices.Sort(out)
 	return out
 }

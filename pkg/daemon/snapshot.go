@@ -93,17 +93,18 @@ func (d *Daemon) status(lists bool) (api.Status, error) {
 		st.Tunnels = append(st.Tunnels, at)
 	}
 	for _, p := range s.sessions {
-		announced := 0
+		var announced []bgp.Announcement
 		if p.State == bgp.StateEstablished {
-			announced = len(s.applied[p.Name])
-			if lists {
-				for _, a := range s.applied[p.Name] {
-					p.Announced = append(p.Announced, a.Prefix)
-				}
-			}
+			announced = s.applied[p.Name]
 		}
 		ap := apiPeer(p, now, lists)
-		ap.AnnouncedCount = announced
+		ap.AnnouncedCount = len(announced)
+		if lists {
+			ap.Announced = make([]string, len(announced))
+			for i, a := range announced {
+				ap.Announced[i] = a.Prefix.String()
+			}
+		}
 		if k, ok := s.bfdKeys[p.Name]; ok && s.bfd != nil {
 			ap.BFD = bfdStatus(s.bfd, k)
 		}
@@ -119,14 +120,16 @@ func scopeName(ch config.Check) string {
 	return string(ch.Scope)
 }
 
+// apiPeer is a session for the API, without what it was announced (the
+// caller adds it); lists false leaves the prefix lists out, counts only.
 func apiPeer(p bgp.PeerStatus, now time.Time, lists bool) api.Peer {
 	ap := api.Peer{
 		Name: p.Name, Kind: string(p.Kind), Address: p.Address.String(), PeerASN: p.PeerASN,
 		State: string(p.State), AdminDown: p.AdminDown, LastError: p.LastError,
-		AnnouncedCount: len(p.Announced), ReceivedCount: len(p.Received), RejectedCount: len(p.Rejected),
+		ReceivedCount: len(p.Received), RejectedCount: len(p.Rejected),
 	}
 	if lists {
-		ap.Announced, ap.Received, ap.Rejected = strs(p.Announced), strs(p.Received), strs(p.Rejected)
+		ap.Received, ap.Rejected = strs(p.Received), strs(p.Rejected)
 	}
 	if !p.Since.IsZero() {
 		since := p.Since.UTC()
