@@ -66,6 +66,7 @@ type Config struct {
 	Drain      Drain
 	HoldDown   HoldDown
 	Metrics    Metrics
+	Pair       Pair
 	// Warnings are problems that do not stop the configuration from
 	// working, such as a secret file readable by everyone.
 	Warnings []string
@@ -107,7 +108,11 @@ type IPsec struct {
 
 // Tunnel is one IPsec site-to-site tunnel with one eBGP session inside it.
 type Tunnel struct {
-	Name          string
+	Name string
+	// Device names the on-prem device the tunnel reaches (default: the
+	// tunnel's name). The two instances of a pair know that their tunnels
+	// with the same device belong together.
+	Device        string
 	LocalAddress  netip.Addr // outer, public
 	RemoteAddress netip.Addr // outer, public
 	PSK           Secret
@@ -221,6 +226,7 @@ func Keys() []string {
 		"tunnels":     []any{map[string]any{"bfd": map[string]any{"auth": auth}}},
 		"cloud_peers": []any{map[string]any{"bfd": map[string]any{"auth": auth}}},
 		"health":      []any{map[string]any{}},
+		"pair":        map[string]any{"partner": "192.0.2.1"},
 	})
 	keys := make([]string, 0, len(d.seen))
 	for k := range d.seen {
@@ -246,6 +252,7 @@ func (d *decoder) decode(tree map[string]any) *Config {
 	c.Drain = d.drain(root.child("drain"))
 	c.HoldDown = d.holdDown(root.child("hold_down"))
 	c.Metrics = d.metrics(root.child("metrics"))
+	c.Pair = d.pair(root.child("pair"), c)
 	root.done()
 	return c
 }

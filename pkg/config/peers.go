@@ -71,6 +71,10 @@ func (d *decoder) tunnels(root *obj, c *Config) []Tunnel {
 func (d *decoder) tunnel(o *obj, c *Config, index int) Tunnel {
 	defer o.done()
 	t := Tunnel{Name: d.name(o, "name")}
+	t.Device = t.Name
+	if _, ok := o.get("device"); ok {
+		t.Device = d.name(o, "device")
+	}
 	managed := c.IPsec.Mode != IPsecNone
 	t.LocalAddress = o.addr("local_address", managed)
 	t.RemoteAddress = o.addr("remote_address", managed)
