@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mutation proof for pkg/core's BFD rules (pkg/core/bfd.go): each mutation
+# Mutation proof for pkg/core's BFD and pair rules (pkg/core/bfd.go, pair.go): each mutation
 # breaks one rule with one small source change, in a temporary copy of the
 # repository (never in place), and runs `go test ./pkg/core/`. A mutation
 # the tests catch (they fail) prints "caught" and the failing tests; one they
@@ -101,6 +101,24 @@ mutation "rule 5: resets of peers no longer configured" output.go \
 	'(tunnel || c.isCloudPeer(peer))' '(tunnel || true)'
 mutation "rule 5: late events of a removed session accepted" bfd.go \
 	'if _, ok := bfdKeys(c.cfg)[peer]; !ok {' 'if _, ok := c.tunnels[peer]; !ok && !c.isCloudPeer(peer) {'
+
+# The pair rules (pkg/core/pair.go).
+mutation "pair: no startup grace" pair.go \
+	'if now.Before(c.pair.started.Add(c.cfg.Pair.ReleaseDelay)) {' 'if false {'
+mutation "pair: takeover of a device the partner has not" pair.go \
+	'if v.Heard && !slices.Contains(v.Devices, d) {' 'if false {'
+mutation "pair: partner draining ignored" pair.go \
+	'case v.Draining:' 'case false:'
+mutation "pair: released at once" pair.go \
+	't.releaseAt = now.Add(pc.ReleaseDelay)' 't.releaseAt = now'
+mutation "pair: kept after this instance stops carrying" pair.go \
+	'if !carrying[d] || pc.Takeover == config.TakeoverOff {' 'if pc.Takeover == config.TakeoverOff {'
+mutation "pair: false takeover not told" pair.go \
+	'v.Epoch == t.epoch && v.Drops == t.drops' 'v.Epoch == t.epoch && false'
+mutation "pair: carrying while draining" pair.go \
+	'if c.drain != Normal || !c.instance.open(now) {' 'if c.drain == Drained || !c.instance.open(now) {'
+mutation "pair: halves wrong" pair.go \
+	'b[p.Bits()/8] |= 0x80 >> (p.Bits() % 8)' 'b[p.Bits()/8] |= 0x40 >> (p.Bits() % 8)'
 
 if [ "$missed" -ne 0 ]; then
 	echo "mutate-core: some mutations were MISSED" >&2

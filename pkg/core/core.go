@@ -76,13 +76,14 @@ type Core struct {
 	drain      DrainState
 	drainSince time.Time
 	bfd        map[string]*peerBFD // per peer with a BFD session that reported
+	pair       pairState
 }
 
 // New returns a core for cfg at time now: tunnels are down until their
 // sessions are reported established; checks fail until they pass.
 func New(cfg *config.Config, now time.Time) *Core {
 	c := &Core{cfg: cfg, tunnels: map[string]*tunnel{}, checks: map[string]*check{},
-		role: cfg.Instance.Role, drain: Normal, bfd: map[string]*peerBFD{}}
+		role: cfg.Instance.Role, drain: Normal, bfd: map[string]*peerBFD{}, pair: pairState{started: now}}
 	for _, t := range cfg.Tunnels {
 		c.tunnels[t.Name] = &tunnel{cfg: t,
 			ipsecUp: cfg.IPsec.Mode == config.IPsecNone, // no IPsec events to wait for
@@ -242,4 +243,5 @@ func (c *Core) refresh(now time.Time) {
 			t.resuming = false
 		}
 	}
+	c.refreshPair(now)
 }

@@ -23,6 +23,10 @@ type Output struct {
 	Role       config.Role
 	InstanceOK bool
 	Tunnels    []TunnelStatus
+	// Self is what this instance tells its partner; Takeovers the devices
+	// it takes over from the partner (config.Pair), sorted.
+	Self      SelfState
+	Takeovers []TakeoverStatus
 	NextWake   time.Time // call Tick then Output again at this time; zero: not needed
 }
 
@@ -42,6 +46,9 @@ func (c *Core) Output(now time.Time) Output {
 		InstanceOK: c.instance.open(now)}
 
 	attrs := model.Announcement{}
+	if cfg.Pair.Takeover == config.TakeoverMED {
+		attrs.HasMED, attrs.MED = true, config.TakeoverBaseMED // the survivor's MED 0 wins
+	}
 	if cfg.Instance.Mode == config.ActiveStandby {
 		attrs.HasMED = true
 		if c.role == config.RoleStandby {
@@ -61,6 +68,7 @@ func (c *Core) Output(now time.Time) Output {
 	announcing := c.drain != Drained && out.InstanceOK
 
 	nextHops := map[netip.Prefix][]netip.Addr{}
+	var takenLearned []netip.Prefix // learned from a device taken over
 	for _, tc := range cfg.Tunnels {
 		t := c.tunnels[tc.Name]
 		st := TunnelStatus{Name: tc.Name, Flaps: t.gate.flaps}
@@ -75,11 +83,17 @@ func (c *Core) Output(now time.Time) Output {
 			for _, p := range cfg.Announce {
 				anns = append(anns, with(p))
 			}
+			if c.taken(tc.Device) {
+				anns = merge(anns, c.winning(cfg.Announce, with))
+			}
 		}
 		out.Announcements[tc.Name] = anns
 		if st.Carrying {
 			for _, p := range t.learned {
 				nextHops[p] = append(nextHops[p], tc.InsideRemote)
+			}
+			if c.taken(tc.Device) {
+				takenLearned = append(takenLearned, t.learned...)
 			}
 		}
 	}
@@ -93,14 +107,18 @@ func (c *Core) Output(now time.Time) Output {
 		slices.SortFunc(hops, netip.Addr.Compare)
 		out.Routes = append(out.Routes, model.Route{Prefix: p, NextHops: slices.Compact(hops)})
 	}
+	slices.SortFunc(takenLearned, comparePrefix)
+	takenLearned = slices.Compact(takenLearned)
 	for _, cp := range cfg.CloudPeers {
 		anns := []model.Announcement{}
 		if announcing {
+			sameFamily := func(p netip.Prefix) bool { return p.Addr().Is4() == cp.Address.Is4() }
 			for _, p := range learned {
-				if p.Addr().Is4() == cp.Address.Is4() {
+				if sameFamily(p) {
 					anns = append(anns, with(p))
 				}
 			}
+			anns = merge(anns, c.winning(slices.DeleteFunc(slices.Clone(takenLearned), func(p netip.Prefix) bool { return !sameFamily(p) }), with))
 		}
 		out.Announcements[cp.Name] = anns
 	}
@@ -123,6 +141,7 @@ func (c *Core) Output(now time.Time) Output {
 			out.Resets[peer] = p.reset
 		}
 	}
+	c.pairOutput(&out)
 	out.NextWake = c.nextWake(now)
 	return out
 }
@@ -167,6 +186,9 @@ func (c *Core) nextWake(now time.Time) time.Time {
 	}
 	if c.drain == Draining {
 		consider(c.drainSince.Add(c.cfg.Drain.Time))
+	}
+	if t := c.pairNextWake(now); !t.IsZero() {
+		consider(t)
 	}
 	return next
 }

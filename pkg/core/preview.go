@@ -70,5 +70,12 @@ func (c *Core) clone() *Core {
 		cb := *b
 		n.bfd[k] = &cb
 	}
+	n.pair.view.Devices, n.pair.view.Carrying = slices.Clone(c.pair.view.Devices), slices.Clone(c.pair.view.Carrying)
+	n.pair.carrying = maps.Clone(c.pair.carrying)
+	n.pair.takeovers = make(map[string]*takeover, len(c.pair.takeovers))
+	for k, t := range c.pair.takeovers {
+		ct := *t
+		n.pair.takeovers[k] = &ct
+	}
 	return &n
 }

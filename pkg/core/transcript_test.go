@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,10 +60,38 @@ health:
 drain: {time: 2s}
 hold_down: {initial: 1s, max: 8s, decay: 30s}
 `,
+	// A pair: two tunnels to device site-a (t1, t2), one to site-b (t3).
+	"pair":     pairConfig("active-active", ""),
+	"pair-med": pairConfig("active-active", "takeover: med, "),
+	"pair-off": pairConfig("active-active", "takeover: off, "),
 	"active-standby":              activeStandby("bfd: {enabled: true}"),
 	"active-standby-bfd-timers":   activeStandby("bfd: {enabled: true, min_rx: 100ms, min_tx: 100ms, multiplier: 5}"),
 	"active-standby-bfd-off":      activeStandby("bfd: {enabled: false}"),
 	"active-standby-bfd-multihop": activeStandby("bfd: {enabled: true, multihop: true}"),
+}
+
+// pairKeyEnv holds the pair key of the pair configurations.
+const pairKeyEnv = "BGPGW_TEST_PAIR_KEY"
+
+func init() { os.Setenv(pairKeyEnv, "core-test-pair-key-0123") }
+
+// pairConfig is an instance of a pair in mode; pair holds extra keys of the
+// pair section ("takeover: med, ").
+func pairConfig(mode, pair string) string {
+	return `
+instance: {name: gw2, mode: ` + mode + `}
+bgp: {asn: 65515, router_id: 192.0.2.2}
+announce: [10.10.0.0/16]
+ipsec: {mode: none}
+tunnels:
+  - {name: t1, device: site-a, inside: {local: 169.254.21.1/30, remote: 169.254.21.2}, peer_asn: 65010, accept: ["10.1.0.0/16 le 24"]}
+  - {name: t2, device: site-a, inside: {local: 169.254.22.1/30, remote: 169.254.22.2}, peer_asn: 65010, accept: ["10.1.0.0/16 le 24"]}
+  - {name: t3, device: site-b, inside: {local: 169.254.23.1/30, remote: 169.254.23.2}, peer_asn: 65020, accept: ["10.2.0.0/16 le 24"]}
+cloud_peers:
+  - {name: rr, address: 10.10.0.2, peer_asn: 65100}
+pair: {` + pair + `partner: 10.10.2.1, local_address: 10.10.1.1, key_env: ` + pairKeyEnv + `, release_delay: 2s}
+hold_down: {initial: 1s, max: 8s, decay: 30s}
+`
 }
 
 // activeStandby is the standby of a pair, with one tunnel whose BFD
@@ -154,6 +183,10 @@ func runTranscript(t *testing.T, path string) string {
 			c.CheckResult(now, args[0], args[1] == "ok")
 		case "drain": // drain on|off|restored
 			c.SetDrain(now, args[0] != "off", args[0] == "restored")
+		case "partner": // partner up|down [why TEXT] [epoch N] [drops N] [devices A,B] [carrying A,B] [draining] [checks-fail]
+			v, err := parsePartner(args)
+			require.NoError(t, err, "%s:%d", path, n)
+			c.Partner(now, v)
 		case "role":
 			c.SetRole(now, config.Role(args[0]))
 		case "reload": // reload CONFIG
@@ -163,6 +196,9 @@ func runTranscript(t *testing.T, path string) string {
 		case "show":
 			c.Tick(now)
 			out.WriteString(render(c.Output(now), epoch))
+			if c.cfg.Pair.Enabled {
+				out.WriteString(renderPair(c.Output(now), epoch))
+			}
 		default:
 			t.Fatalf("%s:%d: unknown event %q", path, n, w[2])
 		}
@@ -248,9 +284,91 @@ func render(o Output, epoch time.Time) string {
 	return b.String()
 }
 
+// parsePartner reads "up|down [why TEXT] [epoch N] [drops N] [devices
+// A,B] [carrying A,B] [draining] [checks-fail]". Up is heard; down keeps
+// nothing heard unless fields are given; checks pass unless checks-fail.
+func parsePartner(args []string) (PartnerView, error) {
+	if len(args) < 1 || (args[0] != "up" && args[0] != "down") {
+		return PartnerView{}, fmt.Errorf("want: partner up|down ...")
+	}
+	v := PartnerView{Up: args[0] == "up", ChecksOK: true}
+	list := func(s string) []string {
+		if s == "-" {
+			return []string{}
+		}
+		return strings.Split(s, ",")
+	}
+	for rest := args[1:]; len(rest) > 0; {
+		switch rest[0] {
+		case "draining":
+			v.Draining, rest = true, rest[1:]
+			continue
+		case "checks-fail":
+			v.ChecksOK, rest = false, rest[1:]
+			continue
+		}
+		if len(rest) < 2 {
+			return v, fmt.Errorf("%q: missing value", rest[0])
+		}
+		var err error
+		switch rest[0] {
+		case "why":
+			v.Why = rest[1]
+		case "epoch":
+			v.Epoch, err = strconv.ParseUint(rest[1], 10, 64)
+			v.Heard = true
+		case "drops":
+			var d uint64
+			d, err = strconv.ParseUint(rest[1], 10, 32)
+			v.Drops = uint32(d)
+		case "devices":
+			v.Devices, v.Heard = list(rest[1]), true
+		case "carrying":
+			v.Carrying = list(rest[1])
+		default:
+			err = fmt.Errorf("%q: unknown", rest[0])
+		}
+		if err != nil {
+			return v, err
+		}
+		rest = rest[2:]
+	}
+	return v, nil
+}
+
+func renderPair(o Output, epoch time.Time) string {
+	var b strings.Builder
+	s := o.Self
+	fmt.Fprintf(&b, "  self: devices %s, carrying %s, draining %v, checks ok %v, drops %d\n",
+		strings.Join(s.Devices, ","), strings.Join(s.Carrying, ","), s.Draining, s.ChecksOK, s.Drops)
+	for _, t := range o.Takeovers {
+		fmt.Fprintf(&b, "  takeover %s since %s: %s", t.Device, t.Since.Sub(epoch), t.Reason)
+		if !t.ReleaseAt.IsZero() {
+			fmt.Fprintf(&b, ", release at %s", t.ReleaseAt.Sub(epoch))
+		}
+		if t.False {
+			b.WriteString(", false")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
 func renderAnns(anns []model.Announcement) string {
 	if len(anns) == 0 {
 		return " -"
+	}
+	same := !slices.ContainsFunc(anns, func(a model.Announcement) bool {
+		b := anns[0]
+		b.Prefix = a.Prefix
+		return !a.Equal(b)
+	})
+	if !same { // each with its own attributes
+		var b strings.Builder
+		for _, a := range anns {
+			b.WriteString(renderAnns([]model.Announcement{a}))
+		}
+		return b.String()
 	}
 	var b strings.Builder
 	for _, a := range anns {
