@@ -282,6 +282,39 @@ func runDaemon(ctx context.Context, path string, stderr io.Writer, c *cobra.Comm
 	return err
 }
 
+// printPair prints the partner's state and the takeovers, if any.
+func printPair(w io.Writer, p *api.Pair) {
+	if p == nil {
+		return
+	}
+	state := "up"
+	if !p.PartnerUp {
+		state = "LOST: " + p.Why
+	}
+	fmt.Fprintf(w, "partner %s", p.Partner)
+	if p.PartnerName != "" {
+		fmt.Fprintf(w, " (%s)", p.PartnerName)
+	}
+	fmt.Fprintf(w, ": %s", state)
+	if p.LastHeard != nil {
+		fmt.Fprintf(w, "; says it carries [%s]", strings.Join(p.PartnerCarrying, " "))
+		if p.PartnerDraining {
+			fmt.Fprint(w, ", draining")
+		}
+		if !p.PartnerChecksOK {
+			fmt.Fprint(w, ", instance checks failing")
+		}
+	}
+	fmt.Fprintf(w, "; takeover %s, %d so far (%d false)\n", p.Takeover, p.TakeoversTotal, p.FalseTakeoversTotal)
+	for _, t := range p.Takeovers {
+		fmt.Fprintf(w, "takeover %s: %s, for %s", t.Device, t.Reason, time.Duration(t.DurationSeconds*float64(time.Second)).Round(time.Millisecond))
+		if t.ReleaseAt != nil {
+			fmt.Fprint(w, ", partner back: ending")
+		}
+		fmt.Fprintln(w)
+	}
+}
+
 func printStatus(w io.Writer, st api.Status) {
 	fmt.Fprintf(w, "instance %s  mode %s", st.Instance.Name, st.Instance.Mode)
 	if st.Instance.Role != "" {
@@ -301,6 +334,7 @@ func printStatus(w io.Writer, st api.Status) {
 		}
 		fmt.Fprintf(w, "tunnel %s: %s\n", t.Name, state)
 	}
+	printPair(w, st.Pair)
 	for _, c := range st.Checks {
 		res := "no result yet"
 		if c.OK != nil && *c.OK {

@@ -37,6 +37,70 @@ type Status struct {
 	Errors     []string `json:"errors,omitempty"`
 	// Reload is the outcome of the last reload (SIGHUP or bgpgw reload).
 	Reload *Reload `json:"reload,omitempty"`
+	// Pair is the partner's state and the takeovers (with pair: only).
+	Pair *Pair `json:"pair,omitempty"`
+}
+
+// Pair is what this instance knows of its partner, and the devices it
+// takes over from it.
+type Pair struct {
+	Partner   string `json:"partner"` // its address
+	PartnerUp bool   `json:"partner_up"`
+	Why       string `json:"why,omitempty"` // why the partner is not up
+	BFD       *BFD   `json:"bfd,omitempty"` // the pair's BFD session
+	// What the partner said last, and when.
+	LastHeard       *time.Time `json:"last_heard,omitempty"`
+	PartnerName     string     `json:"partner_name,omitempty"`
+	PartnerDevices  []string   `json:"partner_devices,omitempty"`
+	PartnerCarrying []string   `json:"partner_carrying,omitempty"`
+	PartnerDraining bool       `json:"partner_draining"`
+	PartnerChecksOK bool       `json:"partner_checks_ok"`
+	// Carrying is what this instance tells the partner it carries.
+	Carrying []string `json:"carrying"`
+	Takeover string   `json:"takeover"` // the method: more-specific, med or off
+	// Takeovers are the devices taken over now; History the last ended
+	// ones (at most 16).
+	Takeovers           []Takeover        `json:"takeovers"`
+	History             []TakeoverRecord  `json:"history,omitempty"`
+	TakeoversTotal      uint64            `json:"takeovers_total"`
+	FalseTakeoversTotal uint64            `json:"false_takeovers_total"`
+	TakeoversByDevice   map[string]uint64 `json:"takeovers_by_device,omitempty"`
+	Channel             PairChannel       `json:"channel"`
+}
+
+// Takeover is a device taken over from the partner.
+type Takeover struct {
+	Device          string     `json:"device"`
+	Reason          string     `json:"reason"`
+	Since           time.Time  `json:"since"`
+	DurationSeconds float64    `json:"duration_seconds"`
+	ReleaseAt       *time.Time `json:"release_at,omitempty"` // the partner carries it again: the routes go then
+	// False: the partner came back without having stopped carrying (the
+	// link between the two was cut, or a false BFD Down).
+	False bool `json:"false"`
+}
+
+// TakeoverRecord is a takeover that ended.
+type TakeoverRecord struct {
+	Device          string    `json:"device"`
+	Reason          string    `json:"reason"`
+	Start           time.Time `json:"start"`
+	End             time.Time `json:"end"`
+	DurationSeconds float64   `json:"duration_seconds"`
+	False           bool      `json:"false"`
+}
+
+// PairChannel counts the state channel's datagrams since start. A dropped
+// datagram (bad key, old sequence number, garbage, wrong sender) changes
+// nothing.
+type PairChannel struct {
+	Sent        uint64 `json:"sent"`
+	Received    uint64 `json:"received"`
+	SendErrors  uint64 `json:"send_errors"`
+	BadAuth     uint64 `json:"bad_auth"`
+	Replayed    uint64 `json:"replayed"`
+	Malformed   uint64 `json:"malformed"`
+	WrongSender uint64 `json:"wrong_sender"`
 }
 
 // Reload is the outcome of a configuration reload. A rejected reload

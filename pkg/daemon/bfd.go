@@ -48,6 +48,9 @@ func wantBFD(cfg *config.Config) (map[bfd.Key]bfd.SessionConfig, map[bfd.Key]*bf
 			cfgs[c.Key()], peers[c.Key()] = c, &bfdPeer{name: p.Name}
 		}
 	}
+	if c, ok := pairBFDSession(cfg); ok {
+		cfgs[c.Key()], peers[c.Key()] = c, &bfdPeer{name: pairBFDName}
+	}
 	return cfgs, peers
 }
 
@@ -150,6 +153,10 @@ func (d *Daemon) bfdChange(ev bfd.StateChange) {
 	p, ok := d.bfd.byKey[ev.Key]
 	if !ok {
 		return // a session a reload removed
+	}
+	if p.name == pairBFDName {
+		d.pairBFDChange(ev)
+		return
 	}
 	switch {
 	case ev.New == bfd.StateUp:

@@ -95,6 +95,7 @@ type Daemon struct {
 	observe    bool // read the sessions in the next pass (after a reload)
 	ipsec      *ipsec.Manager
 	bfd        bfdSessions
+	pair       *pairLink // nil without pair:
 	health     healthRunner
 	// Where components started at runtime (a reload's health runner or
 	// first BFD session) run.
@@ -192,6 +193,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	d.runCtx, d.runG, d.runStop = gctx, g, stop
 	// The components start before the loop, which owns them from then on.
 	err = d.startIPsec(gctx, g, stop, opts)
+	if err == nil {
+		err = d.startPair()
+	}
 	if err == nil {
 		err = d.startHealth()
 	}

@@ -516,11 +516,15 @@ func (s *fakeSpeaker) observePending() bool {
 	return s.pendingObserve
 }
 
-// cloudPrefixCheck is a speaker check: tunnel peers are sent only the
-// cloud prefixes (announce), cloud-side peers never one of them.
+// cloudPrefixCheck is a speaker check: tunnel peers are sent only the cloud
+// prefixes (announce) and their halves (a pair takeover), cloud-side peers
+// never one of them.
 func cloudPrefixCheck(announce []netip.Prefix) func(string, bgp.PeerKind, bgp.Announcement) error {
 	return func(_ string, kind bgp.PeerKind, a bgp.Announcement) error {
-		cloud := slices.Contains(announce, a.Prefix)
+		// A cloud prefix, or a half of one (a pair takeover).
+		cloud := slices.ContainsFunc(announce, func(p netip.Prefix) bool {
+			return a.Prefix.Bits() >= p.Bits() && a.Prefix.Addr().Is4() == p.Addr().Is4() && p.Contains(a.Prefix.Addr())
+		})
 		switch {
 		case kind == bgp.KindTunnel && !cloud:
 			return fmt.Errorf("not a cloud prefix (announce: %v)", announce)

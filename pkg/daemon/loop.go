@@ -76,6 +76,8 @@ func (d *Daemon) loop(ctx context.Context, stopping <-chan struct{}) error {
 		case <-d.mail.ready:
 			replies = d.handleEvents(ctx)
 		case <-timer.C():
+		case <-d.pairStale():
+			d.partnerChanged()
 		case <-resync.C:
 			observe = true
 		}
@@ -97,6 +99,8 @@ func (d *Daemon) handleEvents(ctx context.Context) []func() {
 			d.bfdChange(ev.ev)
 		case checkEvent:
 			d.checkResult(ev)
+		case pairEvent:
+			d.pairHeard(ev)
 		case request:
 			err := ev.fn(ctx)
 			replies = append(replies, func() { ev.done <- err })
@@ -136,6 +140,9 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 	out := d.core.Output(now)
 	prev := d.out
 	d.out = out
+	// The partner hears first: before a drain starts, and before this
+	// instance's withdrawals, it can take over.
+	d.sendSelf(out.Self)
 
 	err := d.speaker.SetAnnouncements(ctx, out.Announcements)
 	d.metrics.announced(since, d.clock.Now(), out.Announcements, err)
@@ -256,6 +263,7 @@ func (d *Daemon) logChanges(prev, out core.Output) {
 		d.log.Info("drain state changed", slog.String("drain", string(out.Drain)))
 	}
 	d.logAnnouncements(prev, out)
+	d.logTakeovers(prev, out)
 }
 
 // maxLoggedPrefixes bounds the prefixes listed in one log line.
@@ -296,6 +304,11 @@ func (d *Daemon) logAnnouncements(prev, out core.Output) {
 		reason := "learned routes changed"
 		_, isTunnel := tunnelReason[peer]
 		switch {
+		case takeovers(prev) != takeovers(out):
+			reason = "pair takeover: " + takeovers(out)
+			if takeovers(out) == "" {
+				reason = "pair takeover ended"
+			}
 		case out.Drain != core.Normal:
 			reason = "drain: " + string(out.Drain)
 		case !out.InstanceOK:
@@ -321,6 +334,15 @@ func (d *Daemon) logAnnouncements(prev, out core.Output) {
 		}
 		d.log.Info("announcements changed", attrs...)
 	}
+}
+
+// takeovers lists the devices o takes over, for logs.
+func takeovers(o core.Output) string {
+	var ds []string
+	for _, t := range o.Takeovers {
+		ds = append(ds, t.Device)
+	}
+	return strings.Join(ds, " ")
 }
 
 // prefixList renders prefixes sorted, at most maxLoggedPrefixes of them.

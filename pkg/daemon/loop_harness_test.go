@@ -129,6 +129,10 @@ func startLoop(t *testing.T, y string) *loopHarness {
 		}
 	}
 
+	if cfg.Pair.Enabled { // its channel is not run: the test posts what the partner says
+		d.pair, err = d.newPairLink()
+		require.NoError(t, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, sp.SetPeers(ctx, peers(cfg)))
 	g, gctx := errgroup.WithContext(ctx)

@@ -155,6 +155,11 @@ func restartOnly(cur, next *config.Config) error {
 		{"kernel", cur.Kernel, next.Kernel},
 		{"metrics.listen", cur.Metrics.Listen, next.Metrics.Listen},
 		{"drain.state_file", cur.Drain.StateFile, next.Drain.StateFile},
+		{"pair", cur.Pair.Enabled, next.Pair.Enabled},
+		{"pair.partner", cur.Pair.Partner, next.Pair.Partner},
+		{"pair.local_address", cur.Pair.LocalAddress, next.Pair.LocalAddress},
+		{"pair.port", cur.Pair.Port, next.Pair.Port},
+		{"pair.key", cur.Pair.Key, next.Pair.Key},
 	}
 	var errs config.Errors
 	for _, f := range fields {

@@ -34,6 +34,7 @@ type snapshot struct {
 	bfdKeys  map[string]bfd.Key // peer name -> its BFD session
 	bfd      *bfd.Manager
 	ipsec    *ipsec.Manager
+	pair     *pairSnap
 }
 
 // publish makes the loop's present state the one status reads.
@@ -51,6 +52,7 @@ func (d *Daemon) publish() {
 		s.checks = append(s.checks, c)
 	}
 	s.sessions, s.applied = d.sessions, d.applied
+	s.pair = d.snapPair()
 	d.snap.Store(s)
 }
 
@@ -79,6 +81,7 @@ func (d *Daemon) status(lists bool) (api.Status, error) {
 		Routes:     []api.Route{},
 		Errors:     append([]string(nil), s.errs...),
 		Reload:     s.reload,
+		Pair:       pairStatus(s, now),
 	}
 	for _, r := range s.installed {
 		st.Routes = append(st.Routes, api.Route{Prefix: r.Prefix.String(), NextHops: strs(r.NextHops)})

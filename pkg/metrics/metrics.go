@@ -240,6 +240,20 @@ var (
 	descBFDStateChanges = prometheus.NewDesc("bgpgw_bfd_state_changes_total",
 		"State changes of the peer's BFD session.", []string{"peer"}, nil)
 
+	descPairPartnerUp = prometheus.NewDesc("bgpgw_pair_partner_up",
+		"1 when the partner's BFD session is Up and its state is heard on the pair channel. Only with pair:.", nil, nil)
+	descPairTakeover = prometheus.NewDesc("bgpgw_pair_takeover_active",
+		"1 while this instance takes the device over from its partner.", []string{"device"}, nil)
+	descPairTakeovers = prometheus.NewDesc("bgpgw_pair_takeovers_total",
+		"Takeovers started since start.", nil, nil)
+	descPairFalseTakeovers = prometheus.NewDesc("bgpgw_pair_false_takeovers_total",
+		"Ended takeovers whose partner had never stopped carrying (a cut link between the two, a false BFD Down).", nil, nil)
+	descPairMessages = prometheus.NewDesc("bgpgw_pair_messages_total",
+		"Pair channel datagrams sent and accepted.", []string{"direction"}, nil)
+	descPairDropped = prometheus.NewDesc("bgpgw_pair_dropped_total",
+		"Pair channel datagrams dropped, by reason: bad_auth, replayed, malformed, wrong_sender. A dropped datagram changes nothing.",
+		[]string{"reason"}, nil)
+
 	descCheckOK = prometheus.NewDesc("bgpgw_check_ok",
 		"1 when the health check passes (after rise), 0 when it fails. Absent until its first result.",
 		[]string{"check", "scope"}, nil)
@@ -260,6 +274,7 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		descTunnelCarrying, descTunnelIPsecUp, descTunnelFlaps,
 		descSessionEstablished, descSessionUptime, descPrefixesAnnounced, descPrefixesReceived, descPrefixesRejected,
 		descBFDUp, descBFDStateChanges, descCheckOK, descCheckTimestamp,
+		descPairPartnerUp, descPairTakeover, descPairTakeovers, descPairFalseTakeovers, descPairMessages, descPairDropped,
 	} {
 		ch <- d
 	}
@@ -310,6 +325,23 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		if p.BFD != nil {
 			gauge(descBFDUp, b2f(p.BFD.State == "Up"), p.Name)
 			ch <- prometheus.MustNewConstMetric(descBFDStateChanges, prometheus.CounterValue, float64(p.BFD.StateChanges), p.Name)
+		}
+	}
+	if p := st.Pair; p != nil {
+		counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+		}
+		gauge(descPairPartnerUp, b2f(p.PartnerUp))
+		for _, t := range p.Takeovers {
+			gauge(descPairTakeover, 1, t.Device)
+		}
+		counter(descPairTakeovers, p.TakeoversTotal)
+		counter(descPairFalseTakeovers, p.FalseTakeoversTotal)
+		counter(descPairMessages, p.Channel.Sent, "sent")
+		counter(descPairMessages, p.Channel.Received, "received")
+		for reason, v := range map[string]uint64{"bad_auth": p.Channel.BadAuth, "replayed": p.Channel.Replayed,
+			"malformed": p.Channel.Malformed, "wrong_sender": p.Channel.WrongSender} {
+			counter(descPairDropped, v, reason)
 		}
 	}
 	for _, c := range st.Checks {
