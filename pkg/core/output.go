@@ -27,7 +27,7 @@ type Output struct {
 	// it takes over from the partner (config.Pair), sorted.
 	Self      SelfState
 	Takeovers []TakeoverStatus
-	NextWake   time.Time // call Tick then Output again at this time; zero: not needed
+	NextWake  time.Time // call Tick then Output again at this time; zero: not needed
 }
 
 // TunnelStatus explains why a tunnel does or does not carry traffic.

@@ -61,9 +61,9 @@ drain: {time: 2s}
 hold_down: {initial: 1s, max: 8s, decay: 30s}
 `,
 	// A pair: two tunnels to device site-a (t1, t2), one to site-b (t3).
-	"pair":     pairConfig("active-active", ""),
-	"pair-med": pairConfig("active-active", "takeover: med, "),
-	"pair-off": pairConfig("active-active", "takeover: off, "),
+	"pair":                        pairConfig("active-active", ""),
+	"pair-med":                    pairConfig("active-active", "takeover: med, "),
+	"pair-off":                    pairConfig("active-active", "takeover: off, "),
 	"active-standby":              activeStandby("bfd: {enabled: true}"),
 	"active-standby-bfd-timers":   activeStandby("bfd: {enabled: true, min_rx: 100ms, min_tx: 100ms, multiplier: 5}"),
 	"active-standby-bfd-off":      activeStandby("bfd: {enabled: false}"),
