@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
@@ -91,9 +92,16 @@ func (d *Daemon) startPair() error {
 		return err
 	}
 	d.pair = pl
-	ctx, g, stop, ch := d.runCtx, d.runG, d.runStop, pl.ch
-	g.Go(func() error { return ch.Run(ctx) })
+	// The channel stops when the loop does (stop), like the other
+	// components: it outlives the context whose end starts the drain.
+	ctx, cancel := context.WithCancel(d.runCtx)
+	g, stop, ch := d.runG, d.runStop, pl.ch
 	g.Go(func() error {
+		defer cancel()
+		return ch.Run(ctx)
+	})
+	g.Go(func() error {
+		defer cancel()
 		for {
 			select {
 			case <-stop:

@@ -88,7 +88,24 @@ drain: {time: 2s, state_file: %[4]s}
 api: {socket: %[5]s}
 `
 
+// pairSection is the pair: part of gwN's configuration (takeover
+// more-specific, the partner through the cloud router: multihop BFD).
+const pairSection = `pair:
+  partner: 10.10.%[1]d.1
+  local_address: 10.10.%[2]d.1
+  key_file: %[3]s
+  bfd: {multihop: true}
+  release_delay: 1s
+`
+
 func newPairLab(t *testing.T, ctx context.Context, mode string, withBFD ...bool) *pairLab {
+	t.Helper()
+	return newPairLabWith(t, ctx, mode, len(withBFD) > 0 && withBFD[0], false)
+}
+
+// newPairLabWith is newPairLab, with BFD on the on-prem router's sessions
+// (bfdOn) and the instances knowing each other (pairOn: pair:).
+func newPairLabWith(t *testing.T, ctx context.Context, mode string, bfdOn, pairOn bool) *pairLab {
 	t.Helper()
 	p := &pairLab{l: lab.ForTest(t)}
 	l := p.l
@@ -118,7 +135,6 @@ func newPairLab(t *testing.T, ctx context.Context, mode string, withBFD ...bool)
 		require.NoError(t, r.Sysctl(ctx, "net.ipv4.fib_multipath_hash_policy", "1"))
 	}
 	var err error
-	bfdOn := len(withBFD) > 0 && withBFD[0]
 	onprem, daemons := pairOnprem, []string{"zebra", "bgpd", "staticd"}
 	if bfdOn {
 		onprem = strings.Replace(onprem, " address-family ipv4 unicast\n",
@@ -143,6 +159,11 @@ func newPairLab(t *testing.T, ctx context.Context, mode string, withBFD ...bool)
 		name := fmt.Sprintf("gw%d", i+1)
 		p.stateFiles[i] = filepath.Join(l.Dir(), name+".drained")
 		p.gwConfig[i] = fmt.Sprintf(pairGateway, i+1, mode, role, p.stateFiles[i], l.SocketPath(name), bfdOn)
+		if pairOn {
+			key := filepath.Join(l.Dir(), "pair.key")
+			require.NoError(t, os.WriteFile(key, []byte("integration-pair-key-0123456789"), 0o600))
+			p.gwConfig[i] += fmt.Sprintf(pairSection, 2-i, i+1, key)
+		}
 		p.gw[i], err = l.StartGateway(ctx, p.gwNS[i], bgpgwBin, name, p.gwConfig[i])
 		require.NoError(t, err)
 	}
