@@ -107,6 +107,15 @@ func (d *decoder) pair(o *obj, c *Config) Pair {
 		if c.Instance.Mode == ActiveStandby {
 			d.errorf(o.key("takeover"), "med cannot work in active-standby: the standby's AS-path prepend is compared before MED; use more-specific")
 		}
+		devices := map[string]bool{}
+		for _, t := range c.Tunnels {
+			devices[t.Device] = true
+		}
+		if len(devices) > 1 {
+			// The speaker keeps one path per prefix: a cloud prefix cannot
+			// go at MED 0 to one device and MED 100 to another.
+			d.errorf(o.key("takeover"), "med works with one on-prem device (tunnels[].device), these tunnels reach %d; use more-specific", len(devices))
+		}
 	case TakeoverOff:
 	default:
 		d.errorf(o.key("takeover"), "%q: want more-specific, med or off", p.Takeover)

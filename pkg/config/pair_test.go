@@ -78,6 +78,12 @@ func TestPairErrors(t *testing.T) {
 	requireFieldError(t, err, "pair.takeover", "announce 10.20.0.1/32")
 	_, err = Parse([]byte(strings.Replace(y, `"10.1.0.0/16 le 24"`, `"10.1.0.0/16 le 32"`, 1)))
 	requireFieldError(t, err, "pair.takeover", "accept up to /31")
+	aa := strings.Replace(strings.Replace(y, "mode: active-standby", "mode: active-active", 1), "  role: primary\n", "", 1)
+	_, err = Parse([]byte(strings.Replace(aa, "key_file: "+dir+"/pair-key}", "key_file: "+dir+"/pair-key, takeover: med}", 1)))
+	requireFieldError(t, err, "pair.takeover", "med works with one on-prem device")
+	oneDevice := strings.Replace(aa, "  - name: onprem-b\n", "  - name: onprem-b\n    device: onprem-a\n", 1)
+	_, err = Parse([]byte(strings.Replace(oneDevice, "key_file: "+dir+"/pair-key}", "key_file: "+dir+"/pair-key, takeover: med}", 1)))
+	require.NoError(t, err, "med with one device")
 	_, err = Parse([]byte(strings.Replace(y, "key_file: "+dir+"/pair-key}", "key_file: "+dir+"/pair-key, takeover: off}", 1)))
 	require.NoError(t, err, "takeover: off needs no halves")
 }

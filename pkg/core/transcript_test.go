@@ -62,7 +62,7 @@ hold_down: {initial: 1s, max: 8s, decay: 30s}
 `,
 	// A pair: two tunnels to device site-a (t1, t2), one to site-b (t3).
 	"pair":                        pairConfig("active-active", ""),
-	"pair-med":                    pairConfig("active-active", "takeover: med, "),
+	"pair-med":                    oneDevice(pairConfig("active-active", "takeover: med, ")),
 	"pair-off":                    pairConfig("active-active", "takeover: off, "),
 	"active-standby":              activeStandby("bfd: {enabled: true}"),
 	"active-standby-bfd-timers":   activeStandby("bfd: {enabled: true, min_rx: 100ms, min_tx: 100ms, multiplier: 5}"),
@@ -92,6 +92,13 @@ cloud_peers:
 pair: {` + pair + `partner: 10.10.2.1, local_address: 10.10.1.1, key_env: ` + pairKeyEnv + `, release_delay: 2s}
 hold_down: {initial: 1s, max: 8s, decay: 30s}
 `
+}
+
+// oneDevice drops t3 (device site-b) from a pair configuration.
+func oneDevice(y string) string {
+	i := strings.Index(y, "  - {name: t3,")
+	j := i + strings.Index(y[i:], "\n") + 1
+	return y[:i] + y[j:]
 }
 
 // activeStandby is the standby of a pair, with one tunnel whose BFD
