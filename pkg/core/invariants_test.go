@@ -19,6 +19,7 @@ type inputs struct {
 	checkOK            map[string]bool      // the core's view after rise/fall, tracked by the test
 	runs               map[string][2]int
 	drainOn            bool // drain asked for (SetDrain on, or restored), not yet undrained
+	partner            PartnerView
 }
 
 // bfdModel is the test's own reading of the BFD rules for one peer.
@@ -52,7 +53,7 @@ func (m inputs) bfdUp(peer string) bool {
 // routed and passed on to the cloud peers. The inputs include reloads (to
 // the same or a changed configuration) and a drain restored from disk.
 func TestTransitionsInRandomOrder(t *testing.T) {
-	for _, name := range []string{"active-active", "active-standby"} {
+	for _, name := range []string{"active-active", "active-standby", "pair"} {
 		live := 0
 		for seed := uint64(1); seed <= 20; seed++ {
 			t.Run(fmt.Sprintf("%s/seed%d", name, seed), func(t *testing.T) {
@@ -95,7 +96,7 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) (live int) {
 		tn := cfg.Tunnels[rng.IntN(len(cfg.Tunnels))].Name
 		var ev string
 		settle := false
-		switch rng.IntN(11) {
+		switch rng.IntN(12) {
 		case 0, 1:
 			up := rng.IntN(3) > 0
 			var l []netip.Prefix
@@ -163,6 +164,25 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) (live int) {
 			c.SetDrain(now, true, true)
 			m.drainOn = true
 			ev = "drain restored"
+		case 11:
+			// The partner: lost or up, carrying some devices, draining,
+			// failing its checks.
+			v := PartnerView{Up: rng.IntN(2) == 0, Heard: rng.IntN(4) > 0, Epoch: uint64(rng.IntN(3)),
+				Draining: rng.IntN(5) == 0, ChecksOK: rng.IntN(5) > 0}
+			for _, d := range []string{"site-a", "site-b"} {
+				if rng.IntN(4) > 0 {
+					v.Devices = append(v.Devices, d)
+					if rng.IntN(2) == 0 {
+						v.Carrying = append(v.Carrying, d)
+					}
+				}
+			}
+			if !v.Heard {
+				v.Up, v.Devices, v.Carrying = false, nil, nil
+			}
+			c.Partner(now, v)
+			m.partner = v
+			ev = fmt.Sprintf("partner %+v", v)
 		case 10:
 			// Time passes with no event: past every hold-down and the
 			// drain time.
@@ -326,6 +346,9 @@ func checkLiveness(cfg *config.Config, m inputs, learned map[string][]netip.Pref
 			}
 		}
 	}
+	if err := checkPairLiveness(cfg, m, out); err != nil {
+		return 0, err
+	}
 	for _, cp := range cfg.CloudPeers {
 		var got []netip.Prefix
 		for _, a := range out.Announcements[cp.Name] {
@@ -338,6 +361,28 @@ func checkLiveness(cfg *config.Config, m inputs, learned map[string][]netip.Pref
 		}
 	}
 	return checked, nil
+}
+
+// checkPairLiveness: settled, a device this instance carries is taken
+// over exactly when the partner has it (or has never said) and is lost,
+// draining, failing its checks or not carrying it.
+func checkPairLiveness(cfg *config.Config, m inputs, out Output) error {
+	if !cfg.Pair.Enabled || cfg.Pair.Takeover == config.TakeoverOff {
+		return nil
+	}
+	v := m.partner
+	taken := map[string]bool{}
+	for _, tk := range out.Takeovers {
+		taken[tk.Device] = true
+	}
+	for _, d := range out.Self.Carrying {
+		has := !v.Heard || slices.Contains(v.Devices, d)
+		carries := v.Up && !v.Draining && v.ChecksOK && slices.Contains(v.Carrying, d)
+		if want := has && !carries; taken[d] != want {
+			return fmt.Errorf("settled: device %s taken over %v, want %v (partner %+v)", d, taken[d], want, v)
+		}
+	}
+	return nil
 }
 
 func checkInvariants(cfg *config.Config, m inputs, learned map[string][]netip.Prefix, role config.Role, out Output) error {
@@ -401,10 +446,65 @@ func checkInvariants(cfg *config.Config, m inputs, learned map[string][]netip.Pr
 			}
 		}
 	}
+	taken := map[string]bool{}
+	for _, tk := range out.Takeovers {
+		taken[tk.Device] = true
+	}
 	for _, cp := range cfg.CloudPeers {
 		for _, a := range out.Announcements[cp.Name] {
-			if !viaHealthy[a.Prefix] {
-				return fmt.Errorf("cloud peer %s gets %s, not learned over a healthy tunnel", cp.Name, a.Prefix)
+			if !viaHealthy[a.Prefix] && !halfOf(a.Prefix, viaHealthy) {
+				return fmt.Errorf("cloud peer %s gets %s, not learned over a healthy tunnel nor half of such a prefix", cp.Name, a.Prefix)
+			}
+		}
+	}
+	return checkPair(cfg, m, healthy, taken, out)
+}
+
+// halfOf reports whether p is a half of one of the prefixes in of.
+func halfOf(p netip.Prefix, of map[netip.Prefix]bool) bool {
+	for q := range of {
+		if slices.Contains(halves(q), p) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkPair: a takeover only of a device a healthy tunnel of this instance
+// reaches, never while draining, never with takeover off; over a tunnel,
+// only the cloud prefixes and, taken over, their halves; what the instance
+// says it carries is what its healthy tunnels reach.
+func checkPair(cfg *config.Config, m inputs, healthy, taken map[string]bool, out Output) error {
+	if len(taken) > 0 && (out.Drain != Normal || cfg.Pair.Takeover == config.TakeoverOff || !out.InstanceOK) {
+		return fmt.Errorf("takeovers %v while drain %s, takeover %s, instance ok %v", out.Takeovers, out.Drain, cfg.Pair.Takeover, out.InstanceOK)
+	}
+	reach := map[string]bool{}
+	for _, tn := range cfg.Tunnels {
+		if healthy[tn.Name] {
+			reach[tn.Device] = true
+		}
+	}
+	for d := range taken {
+		if !reach[d] {
+			return fmt.Errorf("takes %s over without a healthy tunnel to it", d)
+		}
+	}
+	for _, d := range out.Self.Carrying {
+		if !reach[d] {
+			return fmt.Errorf("says it carries %s without a healthy tunnel to it", d)
+		}
+	}
+	if out.Drain != Normal && len(out.Self.Carrying) > 0 {
+		return fmt.Errorf("says it carries %v while %s", out.Self.Carrying, out.Drain)
+	}
+	cloud := map[netip.Prefix]bool{}
+	for _, p := range cfg.Announce {
+		cloud[p] = true
+	}
+	for _, tn := range cfg.Tunnels {
+		for _, a := range out.Announcements[tn.Name] {
+			if !cloud[a.Prefix] && !(taken[tn.Device] && halfOf(a.Prefix, cloud)) {
+				return fmt.Errorf("tunnel %s (device %s, taken %v) gets %s", tn.Name, tn.Device, taken[tn.Device], a.Prefix)
 			}
 		}
 	}
