@@ -120,11 +120,29 @@ func (d *decoder) pair(o *obj, c *Config) Pair {
 	default:
 		d.errorf(o.key("takeover"), "%q: want more-specific, med or off", p.Takeover)
 	}
+	d.pairDetection(o, c)
 	p.ReleaseDelay = o.duration("release_delay", DefaultReleaseDelay)
 	if p.ReleaseDelay < 100*time.Millisecond || p.ReleaseDelay > 5*time.Minute {
 		d.errorf(o.key("release_delay"), "%s out of range 100ms..5m", p.ReleaseDelay)
 	}
 	return p
+}
+
+// pairDetection warns about tunnels that notice a dead data plane only at
+// the BGP hold time: the partner's takeover waits for this instance to say
+// it no longer carries the device.
+func (d *decoder) pairDetection(o *obj, c *Config) {
+	probed := map[string]bool{}
+	for _, ch := range c.Health {
+		if ch.Scope == ScopeTunnel {
+			probed[ch.Tunnel] = true
+		}
+	}
+	for _, t := range c.Tunnels {
+		if !t.BFD.Enabled && !probed[t.Name] {
+			d.warnf(o.key("partner"), "tunnel %s has neither BFD nor a scope: tunnel check: a dead tunnel is noticed only at the BGP hold time (%s), and the partner takes over only then", t.Name, c.BGP.HoldTime)
+		}
+	}
 }
 
 // moreSpecificWorks refuses takeover: more-specific when a prefix has no

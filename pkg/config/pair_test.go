@@ -38,6 +38,9 @@ func TestPairValid(t *testing.T) {
 	assert.Equal(t, "pair-s3cret-0123456789", p.Key.Reveal())
 	assert.Equal(t, "onprem-a", c.Tunnels[0].Device, "device defaults to the tunnel's name")
 	assert.NotContains(t, fmt.Sprintf("%+v", c), "pair-s3cret")
+	// onprem-b has neither BFD nor a tunnel check.
+	require.Len(t, c.Warnings, 1)
+	assert.Contains(t, c.Warnings[0], "tunnel onprem-b has neither BFD nor a scope: tunnel check")
 
 	c, err = Parse([]byte(strings.Replace(fmt.Sprintf(validYAML, dir), "  - name: onprem-b\n", "  - name: onprem-b\n    device: site-a\n", 1)))
 	require.NoError(t, err)
