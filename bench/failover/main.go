@@ -1,11 +1,14 @@
 // Command failover runs the failover suite: every topology of
-// test/containerlab (through the namespace runner) with bgpgw and with the
-// hand-built strongSwan + FRR stack, every fault on one gateway instance,
-// UDP traffic both ways at 1 ms per flow. It prints a table, writes
+// test/containerlab (through the namespace runner), with and without BFD
+// on the on-prem routers (the -nobfd variants), with bgpgw, with bgpgw
+// without takeover (pair.takeover: off) and with the hand-built
+// strongSwan + FRR stack, every fault on one gateway instance, UDP traffic
+// both ways at 1 ms per flow. It prints a table, writes
 // bench/out/failover.json and an SVG timeline per fault, optionally the
 // markdown report, and with -ci exits 1 when bgpgw loses a datagram in a
-// planned fault, has an outage over 1 s, or does not come back. Needs
-// root; `make bench-failover` runs everything.
+// fault that must lose nothing (planned, partner-cut, rejoin), has an
+// outage over 1 s, or does not come back. Needs root; `make
+// bench-failover` runs everything.
 package main
 
 import (
@@ -27,10 +30,15 @@ import (
 )
 
 func main() {
-	topologies := flag.String("topologies", "active-active,active-standby,two-onprem,vnet-to-vnet", "topologies, comma-separated")
-	stacks := flag.String("stacks", "bgpgw,handbuilt", "stacks, comma-separated: bgpgw, handbuilt")
-	faults := flag.String("faults", strings.Join(failover.AllFaults, ","), "faults, comma-separated")
+	topologies := flag.String("topologies",
+		"active-active,active-standby,two-onprem,vnet-to-vnet,active-active-nobfd,active-standby-nobfd,two-onprem-nobfd",
+		"topologies, comma-separated (the -nobfd variants: the on-prem routers run no BFD)")
+	stacks := flag.String("stacks", "bgpgw,bgpgw-notakeover,handbuilt",
+		"stacks, comma-separated: bgpgw; bgpgw-notakeover, bgpgw with pair.takeover: off; handbuilt, strongSwan + FRR")
+	faults := flag.String("faults", strings.Join(failover.AllFaults, ","),
+		"faults, comma-separated; FAULT@NODE applies one to another gateway instance")
 	flap := flag.Duration("flap", time.Minute, "how long the tunnel flaps")
+	cut := flag.Duration("cut", failover.DefaultCutFor, "how long partner-cut keeps the two instances apart")
 	out := flag.String("out", "bench/out/failover.json", "JSON report")
 	svgDir := flag.String("svg", "bench/out/failover", "directory for the SVG timelines")
 	report := flag.String("report", "", "also write the markdown report here (e.g. docs/failover-report.md)")
@@ -43,7 +51,7 @@ func main() {
 	tries := flag.Int("tries", failover.DefaultTries, "tries of a fault whose data plane is lossy before it")
 	flag.Parse()
 	traffic := traffic{interval: *interval, flows: *flows, tries: *tries}
-	code, err := run(*topologies, *stacks, *faults, *flap, *out, *svgDir, *report, *ci, *verbose, *logDir, *merge, traffic)
+	code, err := run(*topologies, *stacks, *faults, *flap, *cut, *out, *svgDir, *report, *ci, *verbose, *logDir, *merge, traffic)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "failover:", err)
 	}
@@ -56,7 +64,7 @@ type traffic struct {
 	flows, tries int
 }
 
-func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, report string, ci, verbose bool, logDir, merge string, tr traffic) (int, error) {
+func run(topologies, stacks, faults string, flap, cut time.Duration, out, svgDir, report string, ci, verbose bool, logDir, merge string, tr traffic) (int, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "bgpgw-failover-")
@@ -92,9 +100,9 @@ func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, rep
 	}
 	opts := failover.Options{Dir: "test/containerlab", BgpgwBin: bgpgw, ProbeBin: probe,
 		Flows: tr.flows, Interval: tr.interval, Tries: tr.tries, Before: 2 * time.Second, After: 4 * time.Second,
-		FlapFor: flap, Recover: 60 * time.Second, Logf: logf, LogDir: logDir,
+		FlapFor: flap, CutFor: cut, Recover: 60 * time.Second, Logf: logf, LogDir: logDir,
 		OnResult: func(r failover.Result) {
-			fmt.Fprintf(os.Stderr, "%-15s %-12s %-10s lost %6d (probe dropped %d)  converged %s  recovered %v  tries %d %s\n",
+			fmt.Fprintf(os.Stderr, "%-20s %-12s %-16s lost %6d (probe dropped %d)  converged %s  recovered %v  tries %d %s\n",
 				r.Topology, r.Fault, r.Stack, r.Lost(), r.ProbeDrops(), failover.FormatMs(r.ConvergedMs), r.Recovered,
 				len(r.Retried)+1, r.Error)
 		}}
@@ -137,8 +145,8 @@ func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, rep
 	rep.Goals = failover.Goals(rep.Results)
 	rep.Notes = nil
 	for _, n := range labNotes {
-		if strings.Contains(n, "%d") {
-			n = fmt.Sprintf(n, tr.tries)
+		if strings.Contains(n, "%[") {
+			n = fmt.Sprintf(n, tr.tries, cut)
 		}
 		rep.Notes = append(rep.Notes, n)
 	}
@@ -180,12 +188,14 @@ func run(topologies, stacks, faults string, flap time.Duration, out, svgDir, rep
 var labNotes = []string{
 	"The tunnels run charon's userspace ESP (kernel-libipsec): this VM has no kernel ESP. libipsec picks an SA by the packet's addresses, not by route. In VNet-to-VNet each gateway has two tunnels whose selectors differ only in the inside /30, so data between the VNets takes one fixed tunnel whatever BGP chose; when that tunnel's far end fails, traffic stays blackholed until IKE gives up (~4 s). The same happens to both stacks: it is the lab's data plane, not the routing decision (with kernel ESP and XFRM interfaces, routes pick the tunnel).",
 	"Converged is measured by polling every router's `show ip route ... json` through vtysh; one round takes 100-200 ms here, which bounds its resolution.",
-	"Outage is the longest run of lost datagrams in a flow (1 ms apart); the SVG timelines place them by sequence number, approximate when the sender fell behind (noted on the timeline).",
-	"BFD: every session runs 100 ms x 3, both stacks, as the hand-built reference of LAB-FACTS does. bgpgw at 50 ms x 3 was tried (a silent instance then cost 0.20-0.22 s) and reverted: a CPU burst on this 2-vCPU VM once delayed BFD through the userspace ESP path past 150 ms during a drain and took the surviving gateway's session down.",
+	"Outage is the longest run of lost datagrams in a flow (1 ms apart); the SVG timelines place them by sequence number, approximate when the sender fell behind (noted on the timeline). The traffic runs 4 s after the fault and on until 2 s after the routers have converged, at most 30 s: an outage that outlasts 4 s (a router without BFD waits for its BGP hold time) is measured whole, not cut short by the end of the traffic.",
+	"Topologies ending in -nobfd run the same nodes with the on-prem routers (FRR) without BFD, as most VPN appliances: the gateways' tunnels run none either; bgpgw watches each tunnel's data plane with an icmp check through it (every 100 ms, down after 3 misses), the hand-built stack has only the BGP hold time. The cloud router keeps its BFD. Stack bgpgw-notakeover is bgpgw with pair.takeover: off (the pair channel runs, routes never change for the partner): what takeover gains is the difference to bgpgw.",
+	"partner-cut: nft on the instance drops what it exchanges with its partner's cloud-side address (the pair's BFD and state channel, nothing else) for %[2]s, then the path is restored. rejoin: the instance goes silent, the routers settle on the other instance (no route and no BGP session through the silent one), then the instance comes back: that is the measured event. For both the traffic runs until the routers are back in their full state, then 4 s more, and both must lose nothing. The hand-built stack has no pair channel: its partner-cut cuts a path it does not use.",
+	"BFD: every BGP session's runs 100 ms x 3, both stacks, as the hand-built reference of LAB-FACTS does (the pair's own BFD between the two bgpgw instances runs its default, 20 ms x 3). bgpgw at 50 ms x 3 was tried (a silent instance then cost 0.20-0.22 s) and reverted: a CPU burst on this 2-vCPU VM once delayed BFD through the userspace ESP path past 150 ms during a drain and took the surviving gateway's session down.",
 	"The fault time is taken before the command that causes it runs in the node (nsenter, ~10-20 ms here), so outages include that.",
 	"The suite turns the kernel's autogroup scheduling off while it runs (and restores it): with it, each lab daemon is a scheduling group of its own, and a CPU-bound process elsewhere on the machine kept them waiting for hundreds of milliseconds (BFD falsely Down on both gateways at once with two spinning shells on the two cores; nothing lost with it off).",
 	"Every charon runs at real-time priority (SCHED_RR 1): its userspace ESP stands in for the kernel's, which no process delays. At normal priority a compile on the two cores made charon's ESP-in-UDP sockets overflow (12 to 1,217 datagrams per fault, Udp RcvbufErrors in the gateways' and tunnel ends' namespaces), losses no gateway made.",
-	"Lost counts the missing datagrams; the probe's own receiving sockets' drops are shown beside it (probe dropped N). A try whose data plane lost datagrams more than 50 ms before the fault measures the machine's load, not the fault, and a planned fault's try whose probe dropped datagrams cannot be judged: either is thrown away and the fault run again, up to -tries times (%d in this run); Notes list the retries and the lab's drop counters (charon's sockets, ipsec0 queues, the host's backlog) that moved during a try.",
+	"Lost counts the missing datagrams; the probe's own receiving sockets' drops are shown beside it (probe dropped N). A try whose data plane lost datagrams more than 50 ms before the fault measures the machine's load, not the fault, and a planned fault's try whose probe dropped datagrams cannot be judged: either is thrown away and the fault run again, up to -tries times (%[1]d in this run); Notes list the retries and the lab's drop counters (charon's sockets, ipsec0 queues, the host's backlog) that moved during a try.",
 }
 
 func hasResult(res []failover.Result, fault string) bool {

@@ -93,6 +93,9 @@ type expect struct {
 	routes   []ecmp
 	flows    []flow
 	spreads  []spread
+	// noBFD lists the on-prem routers that run without BFD (a *-nobfd
+	// variant): they have none, and neither have the gateways' tunnels.
+	noBFD []string
 }
 
 var (
@@ -139,6 +142,13 @@ var (
 			{node: "cr", ifaces: []string{"gw1", "gw2"}},
 		},
 	}
+	// The variant whose on-prem router runs no BFD.
+	expectAANoBFD = func() expect {
+		e := expectAA
+		e.file = "active-active-nobfd.clab.yml"
+		e.noBFD = []string{"op"}
+		return e
+	}()
 	expectVNet = expect{
 		file:     "vnet-to-vnet.clab.yml",
 		gateways: map[string]int{"gwa1": 2, "gwa2": 2, "gwb1": 2, "gwb2": 2},
@@ -165,6 +175,15 @@ func TestDeployActiveActive(t *testing.T) { deployBoth(t, expectAA) }
 func TestDeployTwoOnprem(t *testing.T) { deployBoth(t, expectTwoOnprem) }
 
 func TestDeployVNetToVNet(t *testing.T) { deployBoth(t, expectVNet) }
+
+// TestDeployActiveActiveNoBFD deploys the variant without BFD on the
+// on-prem router with bgpgw without takeover (bgpgw with takeover runs
+// there in the failover suite's CI run) and with the hand-built stack.
+func TestDeployActiveActiveNoBFD(t *testing.T) {
+	for _, gw := range []string{"bgpgw-notakeover", "handbuilt"} {
+		t.Run(gw, func(t *testing.T) { deployAndCheck(t, expectAANoBFD, gw) })
+	}
+}
 
 func deployBoth(t *testing.T, e expect) {
 	for _, gw := range gateways {
@@ -206,6 +225,7 @@ func deployAndCheck(t *testing.T, e expect, gateway string) {
 	converged := time.Since(start)
 	t.Logf("%s, GATEWAY=%s: deploy %v, converged %v after the start", e.file, gateway,
 		deployed.Round(10*time.Millisecond), converged.Round(10*time.Millisecond))
+	x.checkConfig(ctx, e)
 
 	// Traffic both ways between the hosts, all at once: 16 flows each, so
 	// that L4 hashing puts some on every ECMP path. The receivers listen
@@ -290,9 +310,44 @@ func (x *checker) converged(ctx context.Context, e expect) (string, error) {
 	return "", nil
 }
 
-// configDir is where a node's configuration is inside the node.
-func (x *checker) configDir(node string) string {
-	return "/run/lab/nodes/" + strings.TrimSuffix(filepath.Base(x.topo.Path), ".clab.yml") + "/" + node
+// bgpgwConf is the configuration a bgpgw gateway runs with (lib.sh's
+// $BGPGW_CONF): its bgpgw.yaml or bgpgw-nobfd.yaml, takeover off for
+// bgpgw-notakeover.
+const bgpgwConf = "/run/lab/var/bgpgw.yaml"
+
+// checkConfig checks what the node scripts made of the topology's env: the
+// on-prem routers of a *-nobfd variant run no BFD, the gateways run the
+// variant's configuration (bgpgw-nobfd.yaml: an icmp check per tunnel, no
+// BFD on them; hand-built FRR: BFD only toward the cloud router), and
+// bgpgw-notakeover runs with takeover off.
+func (x *checker) checkConfig(ctx context.Context, e expect) {
+	t := x.t
+	for _, node := range e.noBFD {
+		out, err := x.d.Node(node).Exec(ctx, "vtysh", "-c", "show running-config")
+		require.NoError(t, err)
+		assert.NotContains(t, out, "bfd", "%s runs without BFD", node)
+	}
+	for _, name := range slices.Sorted(maps.Keys(e.gateways)) {
+		n := x.d.Node(name)
+		if x.gateway == "handbuilt" {
+			out, err := n.Exec(ctx, "vtysh", "-c", "show running-config")
+			require.NoError(t, err)
+			if len(e.noBFD) > 0 {
+				assert.NotRegexp(t, `neighbor 169\.254\.\S+ bfd`, out, "%s: no BFD toward the on-prem devices", name)
+			}
+			assert.Regexp(t, `neighbor 10\.\S+ bfd`, out, "%s: BFD toward the cloud router", name)
+			continue
+		}
+		data, err := n.ReadFile(bgpgwConf)
+		require.NoError(t, err)
+		conf := string(data)
+		assert.Equal(t, len(e.noBFD) > 0, strings.Contains(conf, "kind: icmp"), "%s: icmp checks with the on-prem BFD off", name)
+		takeover := "  takeover: more-specific\n"
+		if x.gateway == "bgpgw-notakeover" {
+			takeover = "  takeover: off\n"
+		}
+		assert.Contains(t, conf, takeover, name)
+	}
 }
 
 // gatewayUp checks a gateway instance: with bgpgw, every tunnel carrying
@@ -308,9 +363,13 @@ func (x *checker) gatewayUp(ctx context.Context, name string, tunnels int) (stri
 		if got := strings.Count(out, "INSTALLED, TUNNEL"); got < tunnels {
 			return fmt.Sprintf("%d of %d CHILD_SAs installed", got, tunnels), nil
 		}
-		return x.frrSessions(ctx, name, tunnels+1)
+		bfd := tunnels + 1
+		if strings.HasSuffix(x.topo.Name, "-nobfd") {
+			bfd = 1 // the cloud router only
+		}
+		return x.frrSessions(ctx, name, tunnels+1, bfd)
 	}
-	out, err := n.Exec(ctx, x.bgpgw, "status", "--json", "--config", x.configDir(name)+"/bgpgw.yaml")
+	out, err := n.Exec(ctx, x.bgpgw, "status", "--json", "--config", bgpgwConf)
 	if err != nil {
 		return "", err
 	}
@@ -349,9 +408,9 @@ func (x *checker) vtysh(ctx context.Context, node, cmd string, out any) error {
 	return nil
 }
 
-// frrSessions checks that FRR in a node has n BGP sessions, all established
-// with their BFD sessions up.
-func (x *checker) frrSessions(ctx context.Context, node string, n int) (string, error) {
+// frrSessions checks that FRR in a node has n BGP sessions, all established,
+// and bfd BFD sessions up.
+func (x *checker) frrSessions(ctx context.Context, node string, n, bfd int) (string, error) {
 	var sum struct {
 		IPv4Unicast struct {
 			Peers map[string]struct {
@@ -371,21 +430,21 @@ func (x *checker) frrSessions(ctx context.Context, node string, n int) (string, 
 			return fmt.Sprintf("BGP peer %s %s", addr, p.State), nil
 		}
 	}
-	var bfd []struct {
+	var sessions []struct {
 		Peer   string `json:"peer"`
 		Status string `json:"status"`
 	}
-	if err := x.vtysh(ctx, node, "show bfd peers json", &bfd); err != nil {
+	if err := x.vtysh(ctx, node, "show bfd peers json", &sessions); err != nil {
 		return "", err
 	}
 	up := 0
-	for _, b := range bfd {
+	for _, b := range sessions {
 		if b.Status == "up" {
 			up++
 		}
 	}
-	if up != n {
-		return fmt.Sprintf("%d of %d BFD sessions up", up, n), nil
+	if up != bfd {
+		return fmt.Sprintf("%d of %d BFD sessions up", up, bfd), nil
 	}
 	return "", nil
 }
@@ -474,8 +533,8 @@ func (x *checker) diag(e expect) string {
 		fmt.Fprintf(&b, "--- %s: %s\n%s\n", node, path, strings.Join(lines, "\n"))
 	}
 	for _, g := range slices.Sorted(maps.Keys(e.gateways)) {
-		if x.gateway == "bgpgw" {
-			show(g, "bgpgw status", x.bgpgw, "status", "--config", x.configDir(g)+"/bgpgw.yaml")
+		if x.gateway != "handbuilt" {
+			show(g, "bgpgw status", x.bgpgw, "status", "--config", bgpgwConf)
 			tail(g, "/run/lab/log/bgpgw.log", 30)
 		} else {
 			show(g, "bgp summary", "vtysh", "-c", "show bgp summary")

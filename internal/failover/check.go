@@ -12,12 +12,13 @@ import (
 const MaxUnplannedOutageMs = 1000
 
 // Check returns the violations of r that fail CI (none: nil): the run
-// failed or measured no traffic; a planned fault lost a datagram (the
-// suite runs a planned fault again when the probe's own sockets dropped
-// datagrams, see ProbeLoss, so that none is held against the gateway and no
-// real loss hides behind them); an
-// unplanned fault's outage exceeded MaxUnplannedOutageMs in either
-// direction; kernel routes were left stale; the pair did not recover.
+// failed or measured no traffic; a fault that must lose nothing (planned
+// maintenance, the pair faults: Lossless) lost a datagram (the suite runs
+// such a fault again when the probe's own sockets dropped datagrams, see
+// ProbeLoss, so that none is held against the gateway and no real loss
+// hides behind them); another fault's outage exceeded MaxUnplannedOutageMs
+// in either direction; kernel routes were left stale; the pair did not
+// recover.
 func Check(r Result) []string {
 	if r.Error != "" {
 		return []string{"not measured: " + r.Error}
@@ -30,8 +31,11 @@ func Check(r Result) []string {
 		switch {
 		case d.Sent == 0:
 			v = append(v, fmt.Sprintf("%s: no datagrams sent", d.Name))
-		case r.Planned && d.Lost > 0:
+		case r.MustLoseNothing() && d.Lost > 0:
 			msg := fmt.Sprintf("%s: planned fault lost %d datagrams", d.Name, d.Lost)
+			if !r.Planned {
+				msg = fmt.Sprintf("%s: %s lost %d datagrams (it must lose none)", d.Name, r.Fault, d.Lost)
+			}
 			if d.ProbeDrops > 0 {
 				msg += fmt.Sprintf(" (the probe's own sockets dropped %d datagrams meanwhile)", d.ProbeDrops)
 			}
@@ -39,7 +43,7 @@ func Check(r Result) []string {
 				msg += " (the lab's data plane dropped meanwhile: " + FormatDrops(r.LabDrops) + ")"
 			}
 			v = append(v, msg)
-		case !r.Planned && d.OutageMs > MaxUnplannedOutageMs:
+		case !r.MustLoseNothing() && d.OutageMs > MaxUnplannedOutageMs:
 			v = append(v, fmt.Sprintf("%s: outage %s > %s", d.Name, FormatMs(d.OutageMs), FormatMs(MaxUnplannedOutageMs)))
 		}
 	}
@@ -53,8 +57,8 @@ func Check(r Result) []string {
 }
 
 // Failures lists the violations of the report's bgpgw results, each
-// prefixed with "topology fault stack: ". Hand-built results are the
-// reference and do not fail CI.
+// prefixed with "topology fault stack: ". Hand-built and bgpgw-notakeover
+// results are the references and do not fail CI.
 func Failures(rep Report) []string {
 	var out []string
 	for _, r := range rep.Results {
@@ -69,48 +73,64 @@ func Failures(rep Report) []string {
 }
 
 // Goal is one row of the product brief's goals table, with the figure
-// measured for bgpgw (the worst across topologies) and the hand-built
-// stack's figure beside it. Outage figures read "on-prem->cloud /
-// cloud->on-prem".
+// measured for bgpgw (the worst across its topologies) and the figures of
+// bgpgw without takeover and of the hand-built stack beside it. Outage
+// figures read "on-prem->cloud / cloud->on-prem".
 type Goal struct {
-	Name      string `json:"name"`   // the event
-	Target    string `json:"target"` // bgpgw's goal
-	Figure    string `json:"figure"` // bgpgw, measured
-	Met       bool   `json:"met"`
-	HandBuilt string `json:"handbuilt"` // the hand-built stack, measured
-	Azure     string `json:"azure"`     // Azure VPN Gateway, published
+	Name       string `json:"name"`   // the event
+	Target     string `json:"target"` // bgpgw's goal
+	Figure     string `json:"figure"` // bgpgw, measured
+	Met        bool   `json:"met"`
+	NoTakeover string `json:"notakeover,omitempty"` // bgpgw with pair.takeover: off, measured
+	HandBuilt  string `json:"handbuilt"`            // the hand-built stack, measured
+	Azure      string `json:"azure"`                // Azure VPN Gateway, published
 }
 
 // goalSpec is a row of the goals table and how to judge it.
 type goalSpec struct {
 	name, target, azure string
 	faults              []string
+	// topologies selects the topologies whose results count (nil: all).
+	topologies func(topology string) bool
 	// eval returns the figure for the results of one stack (at least one,
 	// none failed) and whether it meets the target.
 	eval func(rs []Result) (string, bool)
 }
 
+func withBFD(topology string) bool { return !NoBFD(topology) }
+
 var goalSpecs = []goalSpec{
 	{"planned maintenance / drain / SIGTERM", "0 lost, drain finished in < 3 s", "10-15 s",
-		[]string{FaultDrain, FaultSIGTERM}, evalPlanned},
+		[]string{FaultDrain, FaultSIGTERM}, nil, evalPlanned},
 	{"instance goes silent (power loss)", "<= 0.2 s both directions", "60-90 s",
-		[]string{FaultSilent}, evalOutage(200, true, false)},
+		[]string{FaultSilent}, withBFD, evalOutage(200, true, false)},
+	{"instance goes silent, on-prem device without BFD", "<= 0.2 s both directions, as with BFD", "60-90 s",
+		[]string{FaultSilent}, NoBFD, evalOutage(200, true, false)},
 	{"bgpgw process killed", "< 0.1 s, and no stale kernel routes left", "n/a",
-		[]string{FaultKillDaemon}, evalOutage(100, false, true)},
+		[]string{FaultKillDaemon}, nil, evalOutage(100, false, true)},
 	{"tunnel data plane blackholed, IKE still up", "<= 0.2 s", "n/a",
-		[]string{FaultESPDrop}, evalOutage(200, true, false)},
+		[]string{FaultESPDrop}, withBFD, evalOutage(200, true, false)},
+	{"tunnel data plane blackholed, IKE still up, on-prem device without BFD",
+		"<= 0.32 s (the tunnel's icmp check, 3 x 100 ms, + 20 ms)", "n/a",
+		[]string{FaultESPDrop}, NoBFD, evalOutage(320, true, false)},
 	{"instance loses its cloud-side uplink", "< 0.05 s", "n/a",
-		[]string{FaultUplinkDown}, evalOutage(50, false, false)},
+		[]string{FaultUplinkDown}, nil, evalOutage(50, false, false)},
+	{"partner link cut, both instances healthy", "0 lost", "n/a",
+		[]string{FaultPartnerCut}, nil, evalLossless},
+	{"failed instance rejoins", "0 lost", "n/a",
+		[]string{FaultRejoin}, nil, evalLossless},
 }
 
 // Goals judges the results against the brief's goals table: each goal from
-// the bgpgw results of its faults, the worst across topologies. A goal
-// with no result, or with a failed run, is not met.
+// the bgpgw results of its faults, the worst across its topologies, with
+// bgpgw without takeover and the hand-built stack judged the same way
+// beside it. A goal with no result, or with a failed run, is not met.
 func Goals(results []Result) []Goal {
 	var goals []Goal
 	for _, s := range goalSpecs {
 		g := Goal{Name: s.name, Target: s.target, Azure: s.azure}
 		g.Figure, g.Met = judge(s, results, StackBgpgw)
+		g.NoTakeover, _ = judge(s, results, StackBgpgwNoTakeover)
 		g.HandBuilt, _ = judge(s, results, StackHandBuilt)
 		goals = append(goals, g)
 	}
@@ -121,7 +141,7 @@ func judge(s goalSpec, results []Result, stack string) (string, bool) {
 	var rs []Result
 	failed := 0
 	for _, r := range results {
-		if r.Stack != stack || !contains(s.faults, r.Fault) {
+		if r.Stack != stack || !contains(s.faults, r.Fault) || s.topologies != nil && !s.topologies(r.Topology) {
 			continue
 		}
 		if r.Error != "" {
@@ -185,6 +205,24 @@ func evalPlanned(rs []Result) (string, bool) {
 		fig += fmt.Sprintf(", drain %s (%s)", FormatMs(drain), worstDrain)
 	}
 	return fig + runs(len(rs)), lost == 0 && drainKnown && drain < 3000
+}
+
+// evalLossless judges faults that must lose nothing: the datagrams lost
+// in all runs, and the worst run's topology and fault.
+func evalLossless(rs []Result) (string, bool) {
+	lost, worst, worstLost := 0, "", 0
+	for _, r := range rs {
+		n := r.Lost()
+		lost += n
+		if n > worstLost {
+			worst, worstLost = r.Topology+" "+r.Fault, n
+		}
+	}
+	fig := fmt.Sprintf("%d lost", lost)
+	if lost > 0 {
+		fig += " (worst: " + worst + ")"
+	}
+	return fig + runs(len(rs)), lost == 0
 }
 
 // evalOutage judges the worst outage in each direction against limitMs

@@ -66,6 +66,14 @@ func TestCheck(t *testing.T) {
 			r.Recovered = true
 			return r
 		}(), []string{"no traffic measured"}},
+		{"partner cut lost one", outage("aa", StackBgpgw, FaultPartnerCut, 1, 0),
+			[]string{"on-prem->cloud: partner-cut lost 1 datagrams (it must lose none)"}},
+		{"rejoin lost none", outage("aa", StackBgpgw, FaultRejoin, 0, 0), nil},
+		{"rejoin lost some, probe drops beside", func() Result {
+			r := outage("aa", StackHandBuilt, FaultRejoin, 0, 20)
+			r.Directions[1].ProbeDrops = 2
+			return r
+		}(), []string{"cloud->on-prem: rejoin lost 20 datagrams (it must lose none) (the probe's own sockets dropped 2 datagrams meanwhile)"}},
 		{"nothing sent", func() Result {
 			r := outage("aa", StackBgpgw, FaultDrain, 0, 0)
 			r.Directions[0] = Direction{Name: DirOnPremToCloud}
@@ -84,10 +92,30 @@ func TestCheck(t *testing.T) {
 func TestFailuresOnlyBgpgw(t *testing.T) {
 	rep := Report{Results: []Result{
 		outage("aa", StackHandBuilt, FaultSilent, 7000, 7000),
+		outage("aa-nobfd", StackBgpgwNoTakeover, FaultSilent, 3900, 300),
+		outage("aa-nobfd", StackBgpgwNoTakeover, FaultRejoin, 0, 1),
 		outage("as", StackBgpgw, FaultDrain, 2, 0),
 		outage("aa", StackBgpgw, FaultSilent, 100, 100),
+		outage("aa", StackBgpgw, FaultRejoin, 0, 5),
 	}}
-	assert.Equal(t, []string{"as drain bgpgw: on-prem->cloud: planned fault lost 2 datagrams"}, Failures(rep))
+	assert.Equal(t, []string{
+		"as drain bgpgw: on-prem->cloud: planned fault lost 2 datagrams",
+		"aa rejoin bgpgw: cloud->on-prem: rejoin lost 5 datagrams (it must lose none)",
+	}, Failures(rep))
+}
+
+func TestFaultClasses(t *testing.T) {
+	for _, f := range AllFaults {
+		assert.Equal(t, f == FaultDrain || f == FaultSIGTERM, Planned(f), f)
+		assert.Equal(t, f == FaultPartnerCut || f == FaultRejoin, PairFault(f), f)
+		assert.Equal(t, Planned(f) || PairFault(f), Lossless(f), f)
+		assert.Equal(t, Planned(f), NewResult("aa", StackBgpgw, f).Planned, "%s: Result.Planned is planned maintenance only", f)
+	}
+	assert.True(t, NoBFD("active-active-nobfd"))
+	assert.False(t, NoBFD("active-active"))
+	assert.True(t, IsBgpgw(StackBgpgw))
+	assert.True(t, IsBgpgw(StackBgpgwNoTakeover))
+	assert.False(t, IsBgpgw(StackHandBuilt))
 }
 
 func goal(t *testing.T, goals []Goal, name string) Goal {
@@ -159,6 +187,30 @@ func TestGoals(t *testing.T) {
 			r.Error = "x"
 			return r
 		}()}, false, "1 ms / 1 ms (aa), 1 run; 1 failed run"},
+		// The no-BFD variants have rows of their own.
+		{"silent with BFD only", "instance goes silent (power loss)", []Result{
+			outage("active-active", StackBgpgw, FaultSilent, 150, 150), outage("active-active-nobfd", StackBgpgw, FaultSilent, 3900, 300)},
+			true, "150 ms / 150 ms (active-active), 1 run"},
+		{"silent without BFD", "instance goes silent, on-prem device without BFD", []Result{
+			outage("active-active", StackBgpgw, FaultSilent, 150, 150), outage("active-active-nobfd", StackBgpgw, FaultSilent, 3900, 300)},
+			false, "3.90 s / 300 ms (active-active-nobfd), 1 run"},
+		{"silent without BFD met", "instance goes silent, on-prem device without BFD", []Result{
+			outage("active-standby-nobfd", StackBgpgw, FaultSilent, 90, 60)},
+			true, "90 ms / 60 ms (active-standby-nobfd), 1 run"},
+		{"esp without BFD at the probe's detection", "tunnel data plane blackholed, IKE still up, on-prem", []Result{
+			outage("active-active", StackBgpgw, FaultESPDrop, 900, 900), outage("two-onprem-nobfd", StackBgpgw, FaultESPDrop, 320, 310)},
+			true, "320 ms / 310 ms (two-onprem-nobfd), 1 run"},
+		{"esp with BFD only", "tunnel data plane blackholed, IKE still up", []Result{
+			outage("active-active", StackBgpgw, FaultESPDrop, 190, 150), outage("two-onprem-nobfd", StackBgpgw, FaultESPDrop, 320, 310)},
+			true, "190 ms / 150 ms (active-active), 1 run"},
+		{"partner cut", "partner link cut", []Result{
+			outage("active-active", StackBgpgw, FaultPartnerCut, 0, 0), outage("two-onprem-nobfd", StackBgpgw, FaultPartnerCut, 0, 0)},
+			true, "0 lost, 2 runs"},
+		{"rejoin lost", "failed instance rejoins", []Result{
+			outage("active-active", StackBgpgw, FaultRejoin, 2, 0), outage("two-onprem", StackBgpgw, FaultRejoin, 3, 4)},
+			false, "9 lost (worst: two-onprem rejoin), 2 runs"},
+		{"rejoin other stacks only", "failed instance rejoins", []Result{
+			outage("active-active", StackHandBuilt, FaultRejoin, 0, 0)}, false, "not measured"},
 	} {
 		g := goal(t, Goals(tc.results), tc.goal)
 		assert.Equal(t, tc.met, g.Met, tc.name)
@@ -172,13 +224,30 @@ func TestGoalsHandBuiltBeside(t *testing.T) {
 		outage("aa", StackHandBuilt, FaultSilent, 330, 310),
 		outage("as", StackHandBuilt, FaultSilent, 320, 340),
 	})
-	assert.Len(t, goals, 5)
+	assert.Len(t, goals, 9)
 	g := goal(t, goals, "instance goes silent")
 	assert.True(t, g.Met)
 	assert.Equal(t, "150 ms / 140 ms (aa), 1 run", g.Figure)
 	assert.Equal(t, "330 ms / 340 ms (as), 2 runs", g.HandBuilt)
 	assert.Equal(t, "60-90 s", g.Azure)
 	assert.Equal(t, "not measured", goal(t, goals, "planned").HandBuilt)
+	assert.Equal(t, "not measured", g.NoTakeover)
+}
+
+// TestGoalsNoTakeoverBeside: bgpgw without takeover is judged like the
+// others, beside bgpgw, and never makes a goal met or missed.
+func TestGoalsNoTakeoverBeside(t *testing.T) {
+	goals := Goals([]Result{
+		outage("active-active-nobfd", StackBgpgw, FaultSilent, 80, 60),
+		outage("active-active-nobfd", StackBgpgwNoTakeover, FaultSilent, 3880, 310),
+		outage("active-active-nobfd", StackHandBuilt, FaultSilent, 3920, 330),
+	})
+	g := goal(t, goals, "instance goes silent, on-prem device without BFD")
+	assert.True(t, g.Met)
+	assert.Equal(t, "80 ms / 60 ms (active-active-nobfd), 1 run", g.Figure)
+	assert.Equal(t, "3.88 s / 310 ms (active-active-nobfd), 1 run", g.NoTakeover)
+	assert.Equal(t, "3.92 s / 330 ms (active-active-nobfd), 1 run", g.HandBuilt)
+	assert.Equal(t, "not measured", goal(t, goals, "instance goes silent (power loss)").NoTakeover)
 }
 
 func TestFormatMs(t *testing.T) {
@@ -228,4 +297,7 @@ func TestProbeLoss(t *testing.T) {
 	unplanned := outage("aa", StackBgpgw, FaultSilent, 300, 300)
 	unplanned.Directions[1].ProbeDrops = 5
 	assert.Empty(t, unplanned.ProbeLoss())
+	rejoin := outage("aa", StackBgpgw, FaultRejoin, 2, 0) // must lose nothing, as planned faults
+	rejoin.Directions[1].ProbeDrops = 1
+	assert.Equal(t, "2 datagrams missing while the probe's own sockets dropped 1", rejoin.ProbeLoss())
 }

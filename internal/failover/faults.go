@@ -22,6 +22,7 @@ type gateway struct {
 	stack   string
 	uplink  string // cloud-side interface
 	flapFor time.Duration
+	partner string // the partner instance's cloud-side address (pair.partner), "" if none
 }
 
 // sh runs a shell script in the gateway node; lib.sh's helpers are
@@ -33,8 +34,10 @@ func (g *gateway) sh(ctx context.Context, script string) (string, error) {
 // bgpgw runs a bgpgw command against the node's running daemon.
 const bgpgwCmd = `"${BGPGW_BIN:-bgpgw}" `
 
-const startBgpgw = `setsid -f "${BGPGW_BIN:-bgpgw}" run --config "$NODE_DIR/bgpgw.yaml" >>"$LOG/bgpgw.log" 2>&1 </dev/null
-wait_for 150 "${BGPGW_BIN:-bgpgw}" status --config "$NODE_DIR/bgpgw.yaml" || die "bgpgw did not come back"`
+// startBgpgw starts bgpgw again with the configuration gateway.sh wrote
+// (lib.sh's $BGPGW_CONF: the topology variant's, the stack's takeover).
+const startBgpgw = `setsid -f "${BGPGW_BIN:-bgpgw}" run --config "$BGPGW_CONF" >>"$LOG/bgpgw.log" 2>&1 </dev/null
+wait_for 150 "${BGPGW_BIN:-bgpgw}" status --config "$BGPGW_CONF" || die "bgpgw did not come back"`
 
 const startFRRDaemons = `for d in bgpd bfdd; do
 	/usr/lib/frr/"$d" -d -P 0 -f "$STATE/frr/frr.conf" --log "file:$LOG/frr/$d.log" >>"$LOG/frr/start.log" 2>&1 </dev/null
@@ -67,20 +70,39 @@ table inet bgwflap {
 }
 EOF`
 
+// nftPartnerCut drops what the node sends to and receives from addr (the
+// partner's cloud-side address: the pair's BFD and state channel), nothing
+// else.
+func nftPartnerCut(addr string) string {
+	family := "ip"
+	if strings.Contains(addr, ":") {
+		family = "ip6"
+	}
+	return fmt.Sprintf(`nft -f - <<'EOF'
+table inet bgwpair {
+	chain c_in { type filter hook input priority -300; %[1]s saddr %[2]s drop; }
+	chain c_out { type filter hook output priority -300; %[1]s daddr %[2]s drop; }
+}
+EOF`, family, addr)
+}
+
+// flapPeriod is one down and up of the tunnel flap.
+const flapPeriod = 5 * time.Second
+
 // apply breaks the gateway. For planned faults it returns how long the
 // drain (or the stop) took.
 func (g *gateway) apply(ctx context.Context, fault string) (time.Duration, error) {
 	start := time.Now()
 	switch fault {
 	case FaultDrain:
-		if g.stack == StackBgpgw {
-			if _, err := g.sh(ctx, bgpgwCmd+`drain --config "$NODE_DIR/bgpgw.yaml"`); err != nil {
+		if IsBgpgw(g.stack) {
+			if _, err := g.sh(ctx, bgpgwCmd+`drain --config "$BGPGW_CONF"`); err != nil {
 				return 0, err
 			}
 			pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			defer cancel()
 			err := lab.Poll(pctx, 20*time.Millisecond, func() (bool, error) {
-				out, err := g.sh(pctx, bgpgwCmd+`status --json --config "$NODE_DIR/bgpgw.yaml"`)
+				out, err := g.sh(pctx, bgpgwCmd+`status --json --config "$BGPGW_CONF"`)
 				var st struct {
 					DrainState string `json:"drain_state"`
 				}
@@ -134,8 +156,20 @@ func (g *gateway) apply(ctx context.Context, fault string) (time.Duration, error
 	case FaultUplinkDown:
 		_, err := g.sh(ctx, "ip link set "+g.uplink+" down")
 		return 0, err
+	case FaultPartnerCut:
+		// The suite restores the path (runner.pairFault) while the traffic runs.
+		if g.partner == "" {
+			return 0, fmt.Errorf("node %s: no pair.partner in %s/bgpgw.yaml", g.node.Name, g.dir)
+		}
+		_, err := g.sh(ctx, nftPartnerCut(g.partner))
+		return 0, err
+	case FaultRejoin:
+		// The instance was silenced before (runner.settleWithout): it
+		// comes back.
+		_, err := g.sh(ctx, "nft delete table inet bgwfault")
+		return 0, err
 	case FaultTunnelFlaps:
-		// Down 2 s, up 3 s, for flapFor.
+		// Down 2 s, up 3 s (flapPeriod), for flapFor.
 		end := time.Now().Add(g.flapFor)
 		for time.Now().Before(end) {
 			if _, err := g.sh(ctx, nftTunnel); err != nil {
@@ -162,8 +196,8 @@ func (g *gateway) clear(ctx context.Context, fault string) error {
 	var script string
 	switch fault {
 	case FaultDrain:
-		if g.stack == StackBgpgw {
-			script = bgpgwCmd + `undrain --config "$NODE_DIR/bgpgw.yaml"`
+		if IsBgpgw(g.stack) {
+			script = bgpgwCmd + `undrain --config "$BGPGW_CONF"`
 		} else {
 			asn, err := g.frrASN(ctx)
 			if err != nil {
@@ -197,6 +231,14 @@ done`
 		}
 	case FaultSilent, FaultESPDrop:
 		script = "nft delete table inet bgwfault"
+	case FaultPartnerCut:
+		// The suite restores the path while the traffic runs; this also
+		// undoes a cut left behind by an error.
+		script = "nft delete table inet bgwpair 2>/dev/null || true"
+	case FaultRejoin:
+		// The instance came back during the measurement; this undoes a
+		// silence left behind by an error.
+		script = "nft delete table inet bgwfault 2>/dev/null || true"
 	case FaultUplinkDown:
 		// The link's routes left with it: run the node's batch again.
 		script = "ip link set " + g.uplink + ` up; ip -force -batch "$NODE_DIR/ip.batch" >/dev/null 2>&1 || true`

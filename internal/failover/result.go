@@ -21,9 +21,17 @@ import (
 
 // Stacks: the gateway software under test.
 const (
-	StackBgpgw     = "bgpgw"
-	StackHandBuilt = "handbuilt" // strongSwan + FRR (BGP, BFD) on each instance, set up by hand
+	StackBgpgw = "bgpgw"
+	// StackBgpgwNoTakeover is bgpgw with pair.takeover: off: the pair
+	// channel runs, routes never change for the partner. The reference
+	// that shows what takeover gains.
+	StackBgpgwNoTakeover = "bgpgw-notakeover"
+	StackHandBuilt       = "handbuilt" // strongSwan + FRR (BGP, BFD) on each instance, set up by hand
 )
+
+// IsBgpgw reports whether stack runs bgpgw on the gateways (with takeover
+// or without): drain, status and restarts go through bgpgw.
+func IsBgpgw(stack string) bool { return stack == StackBgpgw || stack == StackBgpgwNoTakeover }
 
 // Directions of probe traffic.
 const (
@@ -41,11 +49,39 @@ const (
 	FaultESPDrop     = "esp-drop"    // ESP dropped while IKE still answers
 	FaultUplinkDown  = "uplink-down" // the cloud-side uplink goes down
 	FaultTunnelFlaps = "tunnel-flap" // a tunnel goes down and up every few seconds for a minute
+	// FaultPartnerCut: the path between the two healthy instances is cut
+	// for a few seconds (nft on the instance drops what it sends to and
+	// receives from its partner's cloud-side address: the pair's BFD and
+	// state channel, nothing else), then restored. Both may take over; it
+	// must cost nothing. The hand-built stack has no pair channel: for it
+	// the cut is of an unused path.
+	FaultPartnerCut = "partner-cut"
+	// FaultRejoin: the instance goes silent (as FaultSilent) before the
+	// measurement, the pair settles on the survivor, and the measured
+	// event is the instance coming back. It must cost nothing.
+	FaultRejoin = "rejoin"
 )
 
 // Planned reports whether fault is planned maintenance, which must lose
 // nothing.
 func Planned(fault string) bool { return fault == FaultDrain || fault == FaultSIGTERM }
+
+// PairFault reports whether fault is one of the pair's own events (the
+// partner path cut while both are healthy, a failed instance rejoining),
+// which must lose nothing, like planned maintenance.
+func PairFault(fault string) bool { return fault == FaultPartnerCut || fault == FaultRejoin }
+
+// Lossless reports whether fault must lose nothing: planned maintenance
+// and the pair faults. CI fails such a fault on a single lost datagram.
+func Lossless(fault string) bool { return Planned(fault) || PairFault(fault) }
+
+// NoBFDSuffix ends the names of the topology variants whose on-prem
+// routers run no BFD (active-active-nobfd, ...).
+const NoBFDSuffix = "-nobfd"
+
+// NoBFD reports whether topology is a variant whose on-prem routers run no
+// BFD.
+func NoBFD(topology string) bool { return strings.HasSuffix(topology, NoBFDSuffix) }
 
 // Report is one run of the suite.
 type Report struct {
@@ -62,12 +98,14 @@ type Report struct {
 // milliseconds, -1 where unknown. Use NewResult to get the unknowns right.
 type Result struct {
 	Topology   string      `json:"topology"`
-	Stack      string      `json:"stack"` // StackBgpgw or StackHandBuilt
+	Stack      string      `json:"stack"` // StackBgpgw, StackBgpgwNoTakeover or StackHandBuilt
 	Fault      string      `json:"fault"`
 	Planned    bool        `json:"planned"`
 	Directions []Direction `json:"directions"`
 	// ConvergedMs: from the fault until the FRR routers' tables had
-	// settled on the surviving path.
+	// settled on the surviving path; for the pair faults, from the moment
+	// the pair was whole again (the cut path restored, the failed instance
+	// back) until the routers were back in their full state.
 	ConvergedMs float64 `json:"converged_ms"`
 	// DrainMs (planned faults): from the drain command or SIGTERM until
 	// the instance had withdrawn everything (drain returned, process exited).
@@ -80,14 +118,15 @@ type Result struct {
 	Recovered bool   `json:"recovered"`
 	Notes     string `json:"notes,omitempty"`
 	FaultAtNs int64  `json:"fault_at_ns"`
-	// ClearedAtNs: when the fault was undone (0: unknown or never).
+	// ClearedAtNs: when the fault was undone (0: unknown or never); for
+	// partner-cut, when the path was restored, within the traffic.
 	ClearedAtNs int64 `json:"cleared_at_ns,omitempty"`
 	// Error: the run could not be measured; the figures are not valid.
 	Error string `json:"error,omitempty"`
 	// Retried lists, for every earlier try of this fault that was thrown
 	// away, why: its data plane was lossy before the fault
-	// (LossBeforeFault), or a planned fault's probe dropped datagrams
-	// (ProbeLoss). The figures are the last try's.
+	// (LossBeforeFault), or the probe of a fault that must lose nothing
+	// dropped datagrams (ProbeLoss). The figures are the last try's.
 	Retried []string `json:"retried,omitempty"`
 	// LabDrops are the lab's drop counters that grew during the (last)
 	// try, by node: "gw2 udp-rcvbuf" (charon's ESP-in-UDP socket, or a
@@ -199,13 +238,17 @@ func (r *Result) ProbeDrops() int {
 	return n
 }
 
-// ProbeLoss says why a planned fault's try cannot be judged when the
-// probe's own sockets dropped datagrams while datagrams went missing ("":
-// it can). Which datagrams a socket dropped is not known (its counter also
-// counts the sender's fins), so the loss can be neither held against the
-// gateway nor excused: the suite runs the fault again.
+// MustLoseNothing reports whether r's fault must lose nothing (Lossless;
+// Planned for reports written before the pair faults).
+func (r *Result) MustLoseNothing() bool { return r.Planned || Lossless(r.Fault) }
+
+// ProbeLoss says why the try of a fault that must lose nothing cannot be
+// judged when the probe's own sockets dropped datagrams while datagrams
+// went missing ("": it can). Which datagrams a socket dropped is not known
+// (its counter also counts the sender's fins), so the loss can be neither
+// held against the gateway nor excused: the suite runs the fault again.
 func (r *Result) ProbeLoss() string {
-	if !r.Planned || r.Lost() == 0 || r.ProbeDrops() == 0 {
+	if !r.MustLoseNothing() || r.Lost() == 0 || r.ProbeDrops() == 0 {
 		return ""
 	}
 	return fmt.Sprintf("%d datagrams missing while the probe's own sockets dropped %d", r.Lost(), r.ProbeDrops())

@@ -73,6 +73,20 @@ func sample() Report {
 	esp := NewResult("active-standby", StackBgpgw, FaultESPDrop)
 	esp.Error = "charon did not start"
 
+	// Without BFD on the on-prem router and without takeover: the hold time.
+	silentNT := result("active-active-nobfd", StackBgpgwNoTakeover, FaultSilent,
+		dir(DirOnPremToCloud, flow(0, 9000, [2]uint64{2001, 5900})), dir(DirCloudToOnPrem, flow(0, 9000, [2]uint64{2001, 2300})))
+	silentNT.ConvergedMs = 3950
+	silentNT.ClearedAtNs = t0 + 7*sec
+
+	// The pair faults: a harmless cut, a rejoin that lost datagrams.
+	cut := result("active-active", StackBgpgw, FaultPartnerCut,
+		dir(DirOnPremToCloud, flow(0, 9000)), dir(DirCloudToOnPrem, flow(0, 9000)))
+	cut.ConvergedMs, cut.ClearedAtNs = 150, t0+5*sec
+	rejoin := result("active-active", StackBgpgw, FaultRejoin,
+		dir(DirOnPremToCloud, flow(0, 9000, [2]uint64{4501, 4503})), dir(DirCloudToOnPrem, flow(0, 9000)))
+	rejoin.ConvergedMs = 2600
+
 	return Report{Machine: "lab-vm (Linux 6.18, 2 CPUs)", Started: time.Unix(0, t0).UTC(),
-		Results: []Result{silentHB, drain, silent, kill, drainHB, esp}}
+		Results: []Result{silentHB, drain, silent, kill, drainHB, esp, silentNT, cut, rejoin}}
 }

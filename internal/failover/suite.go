@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -17,14 +16,19 @@ import (
 	"github.com/bgpgw/bgpgw/internal/lab"
 )
 
-// AllFaults are the faults in the order the suite applies them.
+// AllFaults are the faults in the order the suite applies them (the
+// tunnel flap last: the hold-down it builds up delays the next full state
+// by most of a minute).
 var AllFaults = []string{FaultDrain, FaultSIGTERM, FaultKillDaemon, FaultKillCharon, FaultSilent, FaultESPDrop,
-	FaultUplinkDown, FaultTunnelFlaps}
+	FaultUplinkDown, FaultPartnerCut, FaultRejoin, FaultTunnelFlaps}
 
 // Spec says how to run the suite on one topology file: which gateway to
 // break, where the traffic goes and which routers must converge.
 type Spec struct {
-	File    string // *.clab.yml
+	File string // *.clab.yml
+	// Nodes is the directory below nodes/ with the node configurations
+	// ("": the topology's name); a variant shares its base's.
+	Nodes   string
 	Gateway string // the instance the faults are applied to
 	Uplink  string // its cloud-side interface
 	OnPrem  string // traffic endpoint on the on-prem side (a host node)
@@ -32,12 +36,16 @@ type Spec struct {
 	Routers []string
 }
 
-// Specs are the topologies of test/containerlab, by name.
+// Specs are the topologies of test/containerlab, by name. The -nobfd
+// variants (NoBFD) run the same nodes with the on-prem routers without BFD.
 var Specs = map[string]Spec{
-	"active-active":  {File: "active-active.clab.yml", Gateway: "gw1", Uplink: "cloud", OnPrem: "oh", Cloud: "ch", Routers: []string{"op", "cr"}},
-	"active-standby": {File: "active-standby.clab.yml", Gateway: "gw1", Uplink: "cloud", OnPrem: "oh", Cloud: "ch", Routers: []string{"op", "cr"}},
-	"two-onprem":     {File: "two-onprem.clab.yml", Gateway: "gw1", Uplink: "cloud", OnPrem: "oha", Cloud: "ch", Routers: []string{"opa", "opb", "cr"}},
-	"vnet-to-vnet":   {File: "vnet-to-vnet.clab.yml", Gateway: "gwa1", Uplink: "cloud", OnPrem: "chb", Cloud: "cha", Routers: []string{"cra", "crb"}},
+	"active-active":        {File: "active-active.clab.yml", Gateway: "gw1", Uplink: "cloud", OnPrem: "oh", Cloud: "ch", Routers: []string{"op", "cr"}},
+	"active-standby":       {File: "active-standby.clab.yml", Gateway: "gw1", Uplink: "cloud", OnPrem: "oh", Cloud: "ch", Routers: []string{"op", "cr"}},
+	"two-onprem":           {File: "two-onprem.clab.yml", Gateway: "gw1", Uplink: "cloud", OnPrem: "oha", Cloud: "ch", Routers: []string{"opa", "opb", "cr"}},
+	"vnet-to-vnet":         {File: "vnet-to-vnet.clab.yml", Gateway: "gwa1", Uplink: "cloud", OnPrem: "chb", Cloud: "cha", Routers: []string{"cra", "crb"}},
+	"active-active-nobfd":  {File: "active-active-nobfd.clab.yml", Nodes: "active-active", Gateway: "gw1", Uplink: "cloud", OnPrem: "oh", Cloud: "ch", Routers: []string{"op", "cr"}},
+	"active-standby-nobfd": {File: "active-standby-nobfd.clab.yml", Nodes: "active-standby", Gateway: "gw1", Uplink: "cloud", OnPrem: "oh", Cloud: "ch", Routers: []string{"op", "cr"}},
+	"two-onprem-nobfd":     {File: "two-onprem-nobfd.clab.yml", Nodes: "two-onprem", Gateway: "gw1", Uplink: "cloud", OnPrem: "oha", Cloud: "ch", Routers: []string{"opa", "opb", "cr"}},
 }
 
 // Options configure a suite run.
@@ -48,13 +56,19 @@ type Options struct {
 	Flows    int           // per direction
 	Interval time.Duration // between datagrams of a flow
 	Before   time.Duration // traffic before the fault
-	After    time.Duration // traffic after the fault (or after a long fault ends)
-	FlapFor  time.Duration // how long the tunnel flaps
-	Recover  time.Duration // how long the pair may take to come back
+	// After is how long the traffic runs at least after the fault is
+	// applied (after a long fault ends; after a pair fault, once the
+	// routers are back in their full state); it runs on until the routers
+	// have converged, at most ConvergeWindow.
+	After   time.Duration
+	FlapFor time.Duration // how long the tunnel flaps
+	CutFor  time.Duration // how long partner-cut keeps the pair apart (0: DefaultCutFor)
+	Recover time.Duration // how long the pair may take to come back
 	// Tries bounds the tries of one fault (0: DefaultTries): a try whose
 	// data plane lost datagrams before the fault measures the lab's load,
-	// not the fault, and a planned fault's whose probe dropped datagrams
-	// cannot be judged; either is thrown away (Result.Retried says why).
+	// not the fault, and one of a fault that must lose nothing (Lossless)
+	// whose probe dropped datagrams cannot be judged; either is thrown
+	// away (Result.Retried says why).
 	Tries    int
 	Logf     func(string, ...any)
 	OnResult func(Result) // called after every result
@@ -93,7 +107,8 @@ func Run(ctx context.Context, opts Options, topology, stack string, faults []str
 	if err != nil {
 		return nil, fmt.Errorf("%s (%s): deploy: %w", topology, stack, err)
 	}
-	r := &runner{opts: opts, spec: spec, d: d, l: l, logf: logf, topology: topology, stack: stack}
+	r := &runner{opts: opts, spec: spec, d: d, l: l, logf: logf, topology: topology, stack: stack,
+		nodes: cmp.Or(spec.Nodes, topology)}
 	if err := r.resolve(ctx); err != nil {
 		return nil, err
 	}
@@ -121,8 +136,9 @@ type runner struct {
 	l                 *lab.Lab
 	logf              func(string, ...any)
 	topology, stack   string
-	onprem, cloud     string              // host addresses
-	full              map[string][]string // router/destination -> next hops in full state
+	onprem, cloud     string // host addresses
+	nodes             string // the node configurations' directory below nodes/
+	full              routes // router->destination: the routes in full state
 	gw                *gateway
 	onpremNS, cloudNS *lab.Netns
 	routers           []*clab.Node
@@ -143,7 +159,9 @@ func (r *runner) resolve(ctx context.Context) error {
 	if gw == nil {
 		return fmt.Errorf("%s: no node %s", r.topology, r.spec.Gateway)
 	}
-	r.gw = r.gateway(gw)
+	if r.gw, err = r.gateway(gw); err != nil {
+		return err
+	}
 	for _, name := range r.spec.Routers {
 		n := r.d.Node(name)
 		if n == nil {
@@ -155,14 +173,17 @@ func (r *runner) resolve(ctx context.Context) error {
 	return nil
 }
 
-func (r *runner) gateway(n *clab.Node) *gateway {
-	return &gateway{node: n, dir: r.topology + "/" + n.Name, stack: r.stack, uplink: r.spec.Uplink,
+func (r *runner) gateway(n *clab.Node) (*gateway, error) {
+	g := &gateway{node: n, dir: r.nodes + "/" + n.Name, stack: r.stack, uplink: r.spec.Uplink,
 		flapFor: r.opts.FlapFor}
+	var err error
+	g.partner, err = pairPartner(filepath.Join(r.opts.Dir, "nodes", g.dir, "bgpgw.yaml"))
+	return g, err
 }
 
 // hostAddr is the first address of a host node's ip.batch.
 func (r *runner) hostAddr(node string) (string, error) {
-	path := filepath.Join(r.opts.Dir, "nodes", r.topology, node, "ip.batch")
+	path := filepath.Join(r.opts.Dir, "nodes", r.nodes, node, "ip.batch")
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -176,57 +197,6 @@ func (r *runner) hostAddr(node string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s: no address", path)
-}
-
-// nextHops returns, for every router and destination, the next hops of
-// the router's route toward the destination. With background, vtysh runs
-// at a low priority (nice 10): the convergence poll runs back to back while
-// a fault is measured, and at normal priority its vtysh processes took up
-// to a core's worth of CPU from the daemons and the data plane under
-// measurement.
-func (r *runner) nextHops(ctx context.Context, background bool) (map[string][]string, error) {
-	out := map[string][]string{}
-	cmd := []string{"vtysh", "-c"}
-	if background {
-		cmd = []string{"nice", "-n", "10", "vtysh", "-c"}
-	}
-	for _, n := range r.routers {
-		for _, dst := range r.destinations {
-			js, err := n.Exec(ctx, append(cmd, "show ip route "+dst+" json")...)
-			if err != nil {
-				return nil, err
-			}
-			var routes map[string][]struct {
-				Selected bool `json:"selected"`
-				Protocol string
-				Nexthops []struct {
-					IP     string `json:"ip"`
-					Active bool   `json:"active"`
-				} `json:"nexthops"`
-			}
-			if err := json.Unmarshal([]byte(js), &routes); err != nil {
-				return nil, fmt.Errorf("%s: show ip route %s: %w", n.Name, dst, err)
-			}
-			var hops []string
-			for _, rs := range routes {
-				for _, rt := range rs {
-					if !rt.Selected || rt.Protocol == "connected" {
-						continue
-					}
-					for _, h := range rt.Nexthops {
-						if h.Active && h.IP != "" {
-							hops = append(hops, h.IP)
-						}
-					}
-				}
-			}
-			slices.Sort(hops)
-			if len(hops) > 0 { // none: connected, or no route at all
-				out[n.Name+"->"+dst] = slices.Compact(hops)
-			}
-		}
-	}
-	return out, nil
 }
 
 // gatewayAddrs are the gateway node's IPv4 addresses (a router's next hop
@@ -248,10 +218,15 @@ func (r *runner) gatewayAddrs(ctx context.Context, g *gateway) ([]string, error)
 	return addrs, nil
 }
 
-// waitFull waits until every router has its full-state next hops (the
-// ones seen after deploy, both instances where both carry) and, when
-// gateway routes are checked, the gateway has no stale ones.
-func (r *runner) waitFull(ctx context.Context, want map[string][]string) error {
+// fullStable is how long the routes must stay the same after deploy to
+// be taken as the full state: longer than the pair's release_delay (2 s),
+// so that a takeover at start (one instance's tunnel up before the
+// other's) has ended.
+const fullStable = 4 * time.Second
+
+// waitFull waits until every router has its full-state routes (the ones
+// seen after deploy, both instances where both carry, no takeover).
+func (r *runner) waitFull(ctx context.Context, want routes) error {
 	wctx, cancel := context.WithTimeout(ctx, r.opts.Recover)
 	defer cancel()
 	if want == nil {
@@ -261,7 +236,7 @@ func (r *runner) waitFull(ctx context.Context, want map[string][]string) error {
 		if err := lab.Poll(wctx, 500*time.Millisecond, func() (bool, error) { return r.gatewaysUp(wctx) }); err != nil {
 			return fmt.Errorf("gateways not up: %w", err)
 		}
-		var last map[string][]string
+		var last routes
 		stable := 0
 		err := lab.Poll(wctx, 500*time.Millisecond, func() (bool, error) {
 			hops, err := r.nextHops(ctx, false)
@@ -278,13 +253,13 @@ func (r *runner) waitFull(ctx context.Context, want map[string][]string) error {
 				}
 				complete = complete && found
 			}
-			if complete && equalHops(hops, last) {
+			if complete && equalRoutes(hops, last) {
 				stable++
 			} else {
 				stable = 0
 			}
 			last = hops
-			return stable >= 4, nil
+			return time.Duration(stable)*500*time.Millisecond >= fullStable, nil
 		})
 		if err != nil {
 			return fmt.Errorf("%w (last: %v)", err, last)
@@ -293,11 +268,11 @@ func (r *runner) waitFull(ctx context.Context, want map[string][]string) error {
 		r.logf("failover %s (%s): full state %v", r.topology, r.stack, r.full)
 		return nil
 	}
-	var last map[string][]string
+	var last routes
 	err := lab.Poll(wctx, 100*time.Millisecond, func() (bool, error) {
 		hops, err := r.nextHops(ctx, false)
 		last = hops
-		return err == nil && equalHops(hops, want), err
+		return err == nil && equalRoutes(hops, want), err
 	})
 	if err != nil {
 		return fmt.Errorf("%w (want %v, last %v)", err, want, last)
@@ -313,9 +288,12 @@ func (r *runner) gatewaysUp(ctx context.Context) (bool, error) {
 		if !strings.HasPrefix(n.Name, "gw") {
 			continue
 		}
-		g := r.gateway(n)
-		if r.stack == StackBgpgw {
-			out, err := g.sh(ctx, bgpgwCmd+`status --json --config "$NODE_DIR/bgpgw.yaml"`)
+		g, err := r.gateway(n)
+		if err != nil {
+			return false, err
+		}
+		if IsBgpgw(r.stack) {
+			out, err := g.sh(ctx, bgpgwCmd+`status --json --config "$BGPGW_CONF"`)
 			if err != nil {
 				return false, err
 			}
@@ -368,47 +346,23 @@ func (r *runner) gatewaysUp(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-func equalHops(a, b map[string][]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if !slices.Equal(v, b[k]) {
-			return false
-		}
-	}
-	return true
-}
-
-// converged reports whether every router has its routes again, none of
-// them through the broken gateway (one of whose addresses is gwAddrs).
-func (r *runner) converged(hops map[string][]string, gwAddrs []string) bool {
-	for k := range r.full {
-		if len(hops[k]) == 0 {
-			return false
-		}
-	}
-	for _, hs := range hops {
-		for _, h := range hs {
-			if slices.Contains(gwAddrs, h) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 // one runs one fault with traffic both ways and measures it. A fault
 // written FAULT@NODE is applied to that gateway instead of Spec.Gateway.
 func (r *runner) one(ctx context.Context, fault string) Result {
 	g := r.gw
 	if name, node, ok := strings.Cut(fault, "@"); ok {
 		fault = name
-		if n := r.d.Node(node); n != nil {
-			g = r.gateway(n)
-		} else {
+		n := r.d.Node(node)
+		var err error
+		if n != nil {
+			g, err = r.gateway(n)
+		}
+		if n == nil || err != nil {
 			res := NewResult(r.topology, r.stack, fault)
 			res.Error = "no node " + node
+			if err != nil {
+				res.Error = err.Error()
+			}
 			return res
 		}
 	}
@@ -494,12 +448,26 @@ func (r *runner) measure(ctx context.Context, g *gateway, fault string, res *Res
 	if err != nil {
 		return err
 	}
-	o := r.opts
-	long := time.Duration(0)
-	if fault == FaultTunnelFlaps {
-		long = o.FlapFor
+	if fault == FaultRejoin {
+		// The instance fails first; what is measured is its coming back.
+		if err := r.settleWithout(ctx, g, gwAddrs); err != nil {
+			xctx, xcancel := context.WithTimeout(ctx, time.Minute)
+			defer xcancel()
+			return errors.Join(fmt.Errorf("before the rejoin: %w", err), g.clear(xctx, fault))
+		}
 	}
-	total := o.Before + long + o.After
+	o := r.opts
+	// long is how long the fault itself lasts; the traffic runs for it,
+	// and then until the routers have converged (at most ConvergeWindow),
+	// and a while more (see fault and pairFault), when it is ended.
+	long := time.Duration(0)
+	switch fault {
+	case FaultTunnelFlaps:
+		long = o.FlapFor + flapPeriod
+	case FaultPartnerCut:
+		long = r.cutFor()
+	}
+	total := o.Before + long + ConvergeWindow + o.After + time.Minute
 	before, err := r.readCounters(ctx)
 	if err != nil {
 		return err
@@ -512,9 +480,10 @@ func (r *runner) measure(ctx context.Context, g *gateway, fault string, res *Res
 	if err != nil {
 		return err
 	}
+	// stopTraffic ends the senders now: total is only their bound.
 	stopTraffic := func() error {
-		ru, errU := up.Stop(ctx)
-		rd, errD := down.Stop(ctx)
+		ru, errU := up.Finish(ctx)
+		rd, errD := down.Finish(ctx)
 		if errU == nil && errD == nil {
 			res.Directions = []Direction{NewDirection(DirOnPremToCloud, ru), NewDirection(DirCloudToOnPrem, rd)}
 		}
@@ -528,36 +497,16 @@ func (r *runner) measure(ctx context.Context, g *gateway, fault string, res *Res
 		return err
 	}
 
-	// Convergence is watched while the fault runs (the flap takes a minute).
 	faultAt := time.Now()
 	res.FaultAtNs = faultAt.UnixNano()
-	convCh := make(chan time.Duration, 1)
-	cctx, ccancel := context.WithTimeout(ctx, o.Before+long+o.After)
-	go func() {
-		conv := time.Duration(-1)
-		_ = lab.Poll(cctx, convergencePoll, func() (bool, error) {
-			hops, err := r.nextHops(cctx, true)
-			if err == nil && r.converged(hops, gwAddrs) {
-				conv = time.Since(faultAt)
-				return true, nil
-			}
-			return false, err
-		})
-		convCh <- conv
-	}()
-	actx, acancel := context.WithTimeout(ctx, long+time.Minute)
-	drainTime, faultErr := g.apply(actx, fault)
-	acancel()
-	if faultErr == nil && res.Planned {
-		res.DrainMs = ms(drainTime)
+	var faultErr error
+	if PairFault(fault) {
+		faultErr = r.pairFault(ctx, g, fault, res, faultAt)
+	} else {
+		faultErr = r.fault(ctx, g, fault, res, faultAt, gwAddrs, long)
 	}
-	if err := sleepCtx(ctx, o.After); err != nil {
-		ccancel()
-		return err
-	}
-	ccancel()
-	if conv := <-convCh; conv >= 0 {
-		res.ConvergedMs = ms(conv)
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
 	trafficErr := stopTraffic()
 	if after, err := r.readCounters(ctx); err != nil {
@@ -574,7 +523,9 @@ func (r *runner) measure(ctx context.Context, g *gateway, fault string, res *Res
 	}
 
 	cleared := time.Now()
-	res.ClearedAtNs = cleared.UnixNano()
+	if !PairFault(fault) { // the pair faults ended within the traffic
+		res.ClearedAtNs = cleared.UnixNano()
+	}
 	xctx, xcancel := context.WithTimeout(ctx, time.Minute)
 	defer xcancel()
 	if err := g.clear(xctx, fault); err != nil {
@@ -585,8 +536,13 @@ func (r *runner) measure(ctx context.Context, g *gateway, fault string, res *Res
 		return nil
 	}
 	res.Recovered = true
-	res.Notes = strings.TrimSpace(fmt.Sprintf("%s full state again %.1f s after the fault was cleared", res.Notes, time.Since(cleared).Seconds()))
-	if r.stack == StackBgpgw {
+	switch {
+	case !PairFault(fault):
+		res.Notes = strings.TrimSpace(fmt.Sprintf("%s full state again %.1f s after the fault was cleared", res.Notes, time.Since(cleared).Seconds()))
+	case res.ConvergedMs < 0:
+		res.Notes = strings.TrimSpace(fmt.Sprintf("%s full state only after the traffic ended (%s after the pair was whole)", res.Notes, ConvergeWindow))
+	}
+	if IsBgpgw(r.stack) {
 		n, err := r.staleRoutes(ctx, g)
 		if err != nil {
 			return err
@@ -596,10 +552,67 @@ func (r *runner) measure(ctx context.Context, g *gateway, fault string, res *Res
 	return nil
 }
 
+// ConvergeWindow bounds how long the traffic runs after a fault (after the
+// tunnel flaps, after a pair fault heals) waiting for the routers to
+// converge: a router without BFD notices a silent instance at its BGP hold
+// time (9 s here).
+const ConvergeWindow = 30 * time.Second
+
+// convergedTail is how long the traffic runs on after the routers have
+// converged.
+const convergedTail = 2 * time.Second
+
+// fault applies one of the faults other than the pair's while the traffic
+// runs, watching the routers converge (without gwAddrs). The traffic runs
+// After more once the fault is applied, and on until convergedTail after
+// the routers have converged, at most ConvergeWindow: an outage is not cut
+// short by the end of the traffic. long is how long the fault itself
+// lasts (the tunnel flaps for a minute).
+func (r *runner) fault(ctx context.Context, g *gateway, fault string, res *Result, faultAt time.Time, gwAddrs []string, long time.Duration) error {
+	o := r.opts
+	// Convergence is watched while the fault runs (the flap takes a minute).
+	convCh := make(chan time.Duration, 1)
+	cctx, ccancel := context.WithTimeout(ctx, long+ConvergeWindow)
+	defer ccancel()
+	go func() {
+		conv := time.Duration(-1)
+		_ = lab.Poll(cctx, convergencePoll, func() (bool, error) {
+			hops, err := r.nextHops(cctx, true)
+			if err == nil && r.converged(hops, gwAddrs) {
+				conv = time.Since(faultAt)
+				r.logf("failover %s (%s): %s: converged after %s: %v", r.topology, r.stack, fault, conv.Round(time.Millisecond), hops)
+				return true, nil
+			}
+			return false, err
+		})
+		convCh <- conv
+	}()
+	actx, acancel := context.WithTimeout(ctx, long+time.Minute)
+	drainTime, faultErr := g.apply(actx, fault)
+	acancel()
+	if faultErr == nil && res.Planned {
+		res.DrainMs = ms(drainTime)
+	}
+	end := time.Now().Add(o.After)
+	var conv time.Duration
+	select {
+	case conv = <-convCh: // converged, or gave up at long + ConvergeWindow
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if conv >= 0 {
+		res.ConvergedMs = ms(conv)
+		if t := faultAt.Add(conv + convergedTail); t.After(end) {
+			end = t
+		}
+	}
+	return cmp.Or(faultErr, sleepCtx(ctx, time.Until(end)))
+}
+
 // staleRoutes counts bgpgw's kernel routes (its protocol number) that its
 // status does not list.
 func (r *runner) staleRoutes(ctx context.Context, g *gateway) (int, error) {
-	st, err := g.sh(ctx, bgpgwCmd+`status --json --config "$NODE_DIR/bgpgw.yaml"`)
+	st, err := g.sh(ctx, bgpgwCmd+`status --json --config "$BGPGW_CONF"`)
 	if err != nil {
 		return 0, err
 	}

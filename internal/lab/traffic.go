@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -214,6 +215,17 @@ func (f *Flows) WaitReceiving(ctx context.Context) error {
 func (f *Flows) Stop(ctx context.Context) (TrafficReport, error) {
 	f.stopOnce.Do(func() { f.report, f.err = f.stop(ctx) })
 	return f.report, f.err
+}
+
+// Finish ends the traffic now: the sender stops at once, as at the end of
+// its duration (it sends its fins and writes its report), then Finish does
+// what Stop does. For traffic whose end is decided while it runs.
+func (f *Flows) Finish(ctx context.Context) (TrafficReport, error) {
+	if !f.Send.Exited() {
+		// An error here is the sender having exited meanwhile.
+		_ = f.Send.Signal(syscall.SIGTERM)
+	}
+	return f.Stop(ctx)
 }
 
 func (f *Flows) stop(ctx context.Context) (TrafficReport, error) {

@@ -90,6 +90,35 @@ func TestTrafficNoLoss(t *testing.T) {
 	}
 }
 
+// TestTrafficFinish ends traffic meant to run for a minute as soon as it
+// flows: Finish stops the senders at once, they send their fins and
+// report, and every datagram sent is received (the veth loses nothing) or
+// among the receiver socket's own drops.
+func TestTrafficFinish(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l, a, b, bin := trafficLab(t, ctx)
+	ab, ba := bothWays(t, ctx, l, a, b, bin, time.Minute)
+	require.NoError(t, ab.WaitReceiving(ctx))
+	require.NoError(t, ba.WaitReceiving(ctx))
+	for _, f := range []*Flows{ab, ba} {
+		rep, err := f.Finish(ctx)
+		require.NoError(t, err)
+		t.Log(rep)
+		require.Len(t, rep.Flows, trafficFlows)
+		for _, fl := range rep.Flows {
+			assert.True(t, fl.FinReceived, "flow %d: fin", fl.Flow)
+			assert.Positive(t, fl.Sent, "flow %d", fl.Flow)
+			assert.Less(t, fl.Sent, 30000, "flow %d: ended long before its minute (1 ms apart)", fl.Flow)
+			assert.Equal(t, fl.Sent, fl.Received+fl.Lost, "flow %d: sent = received + lost", fl.Flow)
+			assert.LessOrEqual(t, fl.Lost, fl.ProbeDrops, "flow %d", fl.Flow)
+		}
+		again, err := f.Stop(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, rep, again, "Stop after Finish returns the same report")
+	}
+}
+
 // TestTrafficOutage blackholes a -> b for about 300 ms in the middle of a run:
 // every a -> b flow reports one outage of that length, b -> a loses nothing,
 // and closing the lab leaves nothing behind.

@@ -2,13 +2,24 @@
 # A gateway instance: addresses and routes from ip.batch, strongSwan's
 # charon (kernel-libipsec), then, chosen by $GATEWAY:
 #   bgpgw      bgpgw with bgpgw.yaml (it loads the tunnels into charon,
-#              puts the inside addresses on ipsec0 and runs BGP + BFD);
-#              the binary is $BGPGW_BIN if set (namespace runner), else
-#              bgpgw from PATH (the container image);
+#              puts the inside addresses on ipsec0 and runs BGP + BFD, and
+#              the pair channel to the other instance); the binary is
+#              $BGPGW_BIN if set (namespace runner), else bgpgw from PATH
+#              (the container image);
+#   bgpgw-notakeover
+#              the same with "takeover: more-specific" in the pair section
+#              turned into "takeover: off": the partner is watched, routes
+#              never change for it (the reference takeover is measured
+#              against);
 #   handbuilt  the same tunnels from handbuilt/swanctl.conf, the inside
 #              addresses from handbuilt/ipsec0.batch and FRR (bgpd, bfdd:
 #              BGP with BFD 100 ms x 3 to the on-prem device(s) and the
 #              cloud router, 3 s/9 s timers) from handbuilt/frr.conf.
+# With ONPREM_BFD=off (the *-nobfd topologies: the on-prem routers run no
+# BFD) bgpgw reads bgpgw-nobfd.yaml instead of bgpgw.yaml (no BFD on the
+# tunnels, a fast icmp check through each), and the hand-built FRR runs no
+# BFD toward the on-prem devices (the cloud router keeps it).
+# bgpgw's configuration as it runs is $BGPGW_CONF (lib.sh).
 . /run/lab/nodes/lib.sh
 wait_links
 GATEWAY=${GATEWAY:-bgpgw}
@@ -32,14 +43,23 @@ router_sysctls
 ip_batch "$NODE_DIR/ip.batch"
 start_charon
 case $GATEWAY in
-bgpgw)
+bgpgw | bgpgw-notakeover)
 	bin=${BGPGW_BIN:-bgpgw}
+	conf=$NODE_DIR/bgpgw.yaml
+	[ "$ONPREM_BFD" = on ] || conf=$NODE_DIR/bgpgw-nobfd.yaml
 	install -m 0600 "$NODES/lab.psk" "$STATE/psk"
-	"$bin" validate --config "$NODE_DIR/bgpgw.yaml" || die "bgpgw.yaml is not valid"
-	setsid -f "$bin" run --config "$NODE_DIR/bgpgw.yaml" >>"$LOG/bgpgw.log" 2>&1 </dev/null
-	wait_for 150 "$bin" status --config "$NODE_DIR/bgpgw.yaml" ||
+	install -m 0600 "$NODES/lab-pair.key" "$STATE/pair.key"
+	if [ "$GATEWAY" = bgpgw ]; then
+		install -m 0644 "$conf" "$BGPGW_CONF"
+	else
+		sed 's/^\(  takeover:\) more-specific$/\1 off/' "$conf" >"$BGPGW_CONF"
+		grep -q '^  takeover: off$' "$BGPGW_CONF" || die "$conf: no line \"  takeover: more-specific\" to turn off"
+	fi
+	"$bin" validate --config "$BGPGW_CONF" || die "$conf is not valid (as $BGPGW_CONF)"
+	setsid -f "$bin" run --config "$BGPGW_CONF" >>"$LOG/bgpgw.log" 2>&1 </dev/null
+	wait_for 150 "$bin" status --config "$BGPGW_CONF" ||
 		die "bgpgw does not answer: $(tail -n 20 "$LOG/bgpgw.log")"
-	log "bgpgw running"
+	log "bgpgw running ($GATEWAY, ${conf##*/})"
 	;;
 handbuilt)
 	# The inside addresses first: libipsec installs a route per policy
@@ -47,10 +67,17 @@ handbuilt)
 	ip_batch "$NODE_DIR/handbuilt/ipsec0.batch"
 	load_swanctl "$NODE_DIR/handbuilt/swanctl.conf"
 	initiate_all
-	start_frr "$NODE_DIR/handbuilt/frr.conf" bgpd bfdd
-	log "hand-built gateway running (charon + FRR)"
+	frr=$NODE_DIR/handbuilt/frr.conf
+	if [ "$ONPREM_BFD" = off ]; then
+		# No BFD toward the on-prem devices (tunnel neighbors, inside
+		# addresses in 169.254/16); the cloud router keeps it.
+		frr_without_bfd "$frr" "$STATE/handbuilt-frr.conf" '169\.254\.[0-9.]*'
+		frr=$STATE/handbuilt-frr.conf
+	fi
+	start_frr "$frr" bgpd bfdd
+	log "hand-built gateway running (charon + FRR, on-prem BFD $ONPREM_BFD)"
 	;;
 *)
-	die "GATEWAY=$GATEWAY: want bgpgw or handbuilt"
+	die "GATEWAY=$GATEWAY: want bgpgw, bgpgw-notakeover or handbuilt"
 	;;
 esac

@@ -16,6 +16,19 @@ STATE=/run/lab/var
 LOG=/run/lab/log
 mkdir -p "$STATE" "$LOG"
 export STRONGSWAN_CONF="$NODES/strongswan.conf"
+# The bgpgw configuration a gateway runs with: gateway.sh writes it from the
+# node's bgpgw.yaml (bgpgw-nobfd.yaml with ONPREM_BFD=off) as $GATEWAY says;
+# whoever talks to that bgpgw later (bgpgw status, drain, a restart by the
+# failover suite) uses it.
+BGPGW_CONF=$STATE/bgpgw.yaml
+
+# ONPREM_BFD (from the topology's env: "off" on the on-prem routers and the
+# gateways of the *-nobfd topologies): whether the on-prem routers run BFD
+# toward the gateways.
+case ${ONPREM_BFD:=on} in
+on | off) ;;
+*) echo "$0: ONPREM_BFD=$ONPREM_BFD: want on or off" >&2; exit 2 ;;
+esac
 
 log() { echo "$(hostname): $*"; }
 die() { echo "$(hostname): error: $*" >&2; exit 1; }
@@ -116,6 +129,20 @@ load_swanctl() {
 	case $out in
 	*"loading connection"*failed* | *"loading shared secret"*failed*) die "swanctl --load-all $1: $out" ;;
 	esac
+}
+
+# frr_without_bfd CONF OUT [PEER_RE]: CONF without BFD: the "bfd profile"
+# lines of the neighbors matching PEER_RE (a sed regex; default: every
+# neighbor) removed and, without PEER_RE, the bfd block too. Fails when a
+# neighbor matching PEER_RE still mentions bfd.
+frr_without_bfd() {
+	re=${3:-[^ ]*}
+	if [ $# -ge 3 ]; then
+		sed -e "/^ neighbor $re bfd /d" "$1" >"$2"
+	else
+		sed -e "/^ neighbor $re bfd /d" -e '/^bfd$/,/^!$/d' "$1" >"$2"
+	fi
+	! grep -q "^ neighbor $re bfd" "$2" || die "$1: BFD lines left for $re in $2"
 }
 
 # start_frr CONF DAEMON...: zebra and the given FRR daemons with the
