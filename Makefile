@@ -133,7 +133,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz 'FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/bfd/
 	$(GO) test -run XXX -fuzz 'FuzzParseSAs$$' -fuzztime $(FUZZTIME) ./pkg/ipsec/
 	$(GO) test -run XXX -fuzz 'FuzzParseCounters$$' -fuzztime $(FUZZTIME) ./internal/failover/
-	$(GO) test -run XXX -fuzz 'FuzzDecode$$$$' -fuzztime $(FUZZTIME) ./pkg/pair/
+	$(GO) test -run XXX -fuzz 'FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/pair/
 
 clean:
 	rm -rf bin
