@@ -156,11 +156,14 @@ func TestGoals(t *testing.T) {
 		{"drain unknown", "planned", []Result{planned("aa", FaultDrain, 0, -1)},
 			false, "0 lost, drain time not measured, 1 run"},
 		{"silent at the limit", "instance goes silent", []Result{
-			outage("aa", StackBgpgw, FaultSilent, 200, 150), outage("as", StackBgpgw, FaultSilent, 120, 200)},
-			true, "200 ms / 200 ms (aa), 2 runs"},
+			outage("aa", StackBgpgw, FaultSilent, 100, 50), outage("as", StackBgpgw, FaultSilent, 60, 100)},
+			true, "100 ms / 100 ms (aa), 2 runs"},
 		{"silent worst topology over", "instance goes silent", []Result{
-			outage("aa", StackBgpgw, FaultSilent, 100, 150), outage("vv", StackBgpgw, FaultSilent, 120, 201)},
-			false, "120 ms / 201 ms (vv), 2 runs"},
+			outage("aa", StackBgpgw, FaultSilent, 50, 60), outage("vv", StackBgpgw, FaultSilent, 60, 101)},
+			false, "60 ms / 101 ms (vv), 2 runs"},
+		{"charon killed", "charon killed", []Result{
+			outage("aa", StackBgpgw, FaultKillCharon, 90, 80), outage("two-onprem-nobfd", StackBgpgw, FaultKillCharon, 95, 100)},
+			true, "95 ms / 100 ms (two-onprem-nobfd), 2 runs"},
 		{"silent one direction missing", "instance goes silent", []Result{func() Result {
 			r := outage("aa", StackBgpgw, FaultSilent, 100, 100)
 			r.Directions = r.Directions[:1]
@@ -189,8 +192,8 @@ func TestGoals(t *testing.T) {
 		}()}, false, "1 ms / 1 ms (aa), 1 run; 1 failed run"},
 		// The no-BFD variants have rows of their own.
 		{"silent with BFD only", "instance goes silent (power loss)", []Result{
-			outage("active-active", StackBgpgw, FaultSilent, 150, 150), outage("active-active-nobfd", StackBgpgw, FaultSilent, 3900, 300)},
-			true, "150 ms / 150 ms (active-active), 1 run"},
+			outage("active-active", StackBgpgw, FaultSilent, 90, 95), outage("active-active-nobfd", StackBgpgw, FaultSilent, 3900, 300)},
+			true, "90 ms / 95 ms (active-active), 1 run"},
 		{"silent without BFD", "instance goes silent, on-prem device without BFD", []Result{
 			outage("active-active", StackBgpgw, FaultSilent, 150, 150), outage("active-active-nobfd", StackBgpgw, FaultSilent, 3900, 300)},
 			false, "3.90 s / 300 ms (active-active-nobfd), 1 run"},
@@ -220,14 +223,14 @@ func TestGoals(t *testing.T) {
 
 func TestGoalsHandBuiltBeside(t *testing.T) {
 	goals := Goals([]Result{
-		outage("aa", StackBgpgw, FaultSilent, 150, 140),
+		outage("aa", StackBgpgw, FaultSilent, 90, 80),
 		outage("aa", StackHandBuilt, FaultSilent, 330, 310),
 		outage("as", StackHandBuilt, FaultSilent, 320, 340),
 	})
-	assert.Len(t, goals, 9)
+	assert.Len(t, goals, 10)
 	g := goal(t, goals, "instance goes silent")
 	assert.True(t, g.Met)
-	assert.Equal(t, "150 ms / 140 ms (aa), 1 run", g.Figure)
+	assert.Equal(t, "90 ms / 80 ms (aa), 1 run", g.Figure)
 	assert.Equal(t, "330 ms / 340 ms (as), 2 runs", g.HandBuilt)
 	assert.Equal(t, "60-90 s", g.Azure)
 	assert.Equal(t, "not measured", goal(t, goals, "planned").HandBuilt)
