@@ -360,3 +360,45 @@ func TestSendError(t *testing.T) {
 	eventually(t, func() bool { return c.Counters().SendErrors >= 1 }, "write failure counted")
 	assert.Zero(t, c.Counters().Sent)
 }
+
+// TestEpochWentBack: a lower epoch is refused while the current one is
+// heard, and taken as the partner's restart (its clock set back) once the
+// current one has been silent for staleEpochAfter refreshes.
+func TestEpochWentBack(t *testing.T) {
+	p := newPeer(t, loopback)
+	local := freePort(t)
+	cfg := testConfig(local, p.addr)
+	cfg.Refresh = 20 * time.Millisecond
+	c := mustNew(t, cfg)
+	c.Send(State{Devices: []string{"dc1"}})
+	start(t, c)
+	p.read() // bound: its first datagram is out
+	msg := func(epoch, seq uint64) Message {
+		return Message{State: State{Instance: "gw-b", Devices: []string{"dc1"}, ChecksOK: true}, Epoch: epoch, Seq: seq}
+	}
+	p.send(local, mustEncode(t, msg(100, 1)))
+	assert.Equal(t, msg(100, 1), receive(t, c))
+	_, heard, ok := c.Last()
+	require.True(t, ok)
+	// Sent again and again with a lower epoch: refused while epoch 100 is
+	// fresh, accepted once it has been silent for three refreshes.
+	seq := uint64(0)
+	var got Message
+	eventually(t, func() bool {
+		seq++
+		p.send(local, mustEncode(t, msg(50, seq)))
+		select {
+		case got = <-c.Received():
+			return true
+		case <-time.After(5 * time.Millisecond):
+			return false
+		}
+	}, "a lower epoch is never taken as a restart")
+	assert.Equal(t, uint64(50), got.Epoch)
+	_, at, _ := c.Last()
+	assert.GreaterOrEqual(t, at.Sub(heard), staleEpochAfter*cfg.Refresh, "not before the old epoch went silent")
+	// And the window now follows the new epoch: an old one is a replay again.
+	replayed := c.Counters().Replayed
+	p.send(local, mustEncode(t, msg(50, 1)))
+	eventually(t, func() bool { return c.Counters().Replayed > replayed }, "an old sequence of the new epoch was not refused")
+}

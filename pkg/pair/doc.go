@@ -36,6 +36,9 @@
 // partner epoch can be accepted once, and it is superseded by the partner's
 // next datagram (within one Refresh). The epoch relies on the wall clock
 // moving forward across a restart: if a host restarts with its clock set
-// back, its partner rejects its datagrams (counted as Replayed) until the
-// clock passes the old epoch or the partner restarts too.
+// back, its partner refuses its datagrams (counted as Replayed) while the
+// old epoch is still heard, and takes the lower epoch as a restart once the
+// old one has been silent for three Refreshes (a replayed datagram gains
+// little by it: the partner's liveness is its BFD session's, authenticated
+// apart, and its next datagram supersedes it).
 package pair

@@ -158,8 +158,14 @@ func (c *Channel) handle(b []byte, src netip.AddrPort, now time.Time) (drop stri
 	}
 	first, prevEpoch := !c.window.seen, c.window.epoch
 	if !c.window.Accept(m) {
-		c.replayed.Add(1)
-		return "replayed or reordered", nil
+		if !c.epochWentBack(m, now) {
+			c.replayed.Add(1)
+			return "replayed or reordered", nil
+		}
+		c.log.Warn("pair: the partner's epoch went back (its clock set back across a restart?): taken as a restart",
+			"from", src, "epoch", m.Epoch, "was", prevEpoch)
+		c.window = Window{}
+		c.window.Accept(m)
 	}
 	c.recvd.Add(1)
 	kept := m // Last's own copy: the consumer of Received may edit m
@@ -179,6 +185,26 @@ func (c *Channel) handle(b []byte, src netip.AddrPort, now time.Time) (drop stri
 	}
 	return "", nil
 }
+
+// epochWentBack reports whether m, refused by the window, is from a lower
+// epoch while the epoch the window holds has been silent for
+// staleEpochAfter refreshes: the partner restarted with its clock behind.
+// Taking it as a restart keeps the pair from refusing a partner forever;
+// a replayed old datagram gains nothing by it that the partner's BFD
+// session, authenticated on its own, would not deny (a dead partner stays
+// lost), and the partner's next datagram supersedes it.
+func (c *Channel) epochWentBack(m Message, now time.Time) bool {
+	if m.Epoch >= c.window.epoch {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hasLast && now.Sub(c.lastAt) >= staleEpochAfter*c.refresh
+}
+
+// staleEpochAfter is how many refreshes an epoch must be silent before a
+// lower one is taken as the partner's restart.
+const staleEpochAfter = 3
 
 // deliver puts m on Received, dropping the oldest pending message when the
 // buffer is full. handle is the only writer, so the loop ends at once.
