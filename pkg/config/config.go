@@ -406,17 +406,7 @@ func (d *decoder) bfd(o *obj) BFD {
 	b := BFD{MinRx: DefaultBFDInterval, MinTx: DefaultBFDInterval, Multiplier: DefaultBFDMult}
 	b.Enabled, _ = o.boolean("enabled")
 	b.Multihop, _ = o.boolean("multihop")
-	for _, k := range []string{"min_rx", "min_tx"} {
-		v := o.duration(k, DefaultBFDInterval)
-		if v < 10*time.Millisecond || v > 60*time.Second {
-			d.errorf(o.key(k), "%s out of range 10ms..60s", v)
-		}
-		if k == "min_rx" {
-			b.MinRx = v
-		} else {
-			b.MinTx = v
-		}
-	}
+	b.MinRx, b.MinTx = d.bfdTimers(o, DefaultBFDInterval, 60*time.Second)
 	if n, ok := o.integer("multiplier", false, 1, 255); ok {
 		b.Multiplier = int(n)
 	}
@@ -437,6 +427,22 @@ func (d *decoder) bfd(o *obj) BFD {
 		a.done()
 	}
 	return b
+}
+
+// bfdTimers decodes min_rx and min_tx (default def), each 10ms to max.
+func (d *decoder) bfdTimers(o *obj, def, max time.Duration) (rx, tx time.Duration) {
+	for _, k := range []string{"min_rx", "min_tx"} {
+		v := o.duration(k, def)
+		if v < 10*time.Millisecond || v > max {
+			d.errorf(o.key(k), "%s out of range 10ms..%s", v, max)
+		}
+		if k == "min_rx" {
+			rx = v
+		} else {
+			tx = v
+		}
+	}
+	return rx, tx
 }
 
 func (d *decoder) api(o *obj) API {

@@ -82,17 +82,7 @@ func (d *decoder) pair(o *obj, c *Config) Pair {
 	}
 	b := o.child("bfd")
 	p.Multihop, _ = b.boolean("multihop")
-	for _, k := range []string{"min_rx", "min_tx"} {
-		v := b.duration(k, DefaultPairInterval)
-		if v < 10*time.Millisecond || v > 10*time.Second {
-			d.errorf(b.key(k), "%s out of range 10ms..10s", v)
-		}
-		if k == "min_rx" {
-			p.MinRx = v
-		} else {
-			p.MinTx = v
-		}
-	}
+	p.MinRx, p.MinTx = d.bfdTimers(b, DefaultPairInterval, 10*time.Second)
 	if n, ok := b.integer("multiplier", false, 2, 255); ok {
 		p.Multiplier = int(n)
 	}

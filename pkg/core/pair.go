@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"time"
@@ -216,17 +217,7 @@ func (c *Core) pairOutput(o *Output) {
 		o.Takeovers = append(o.Takeovers, TakeoverStatus{Device: d, Reason: t.reason, Since: t.since,
 			ReleaseAt: t.releaseAt, False: t.falseAlarm})
 	}
-	slices.SortFunc(o.Takeovers, func(a, b TakeoverStatus) int { return compareStrings(a.Device, b.Device) })
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	slices.SortFunc(o.Takeovers, func(a, b TakeoverStatus) int { return cmp.Compare(a.Device, b.Device) })
 }
 
 // taken reports whether device d is taken over.
