@@ -116,23 +116,12 @@ func (r *runner) gatewaysUp(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		var sum struct {
-			IPv4 struct {
-				Peers map[string]struct {
-					State string `json:"state"`
-				} `json:"peers"`
-			} `json:"ipv4Unicast"`
-		}
-		if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		up, peers, err := parseSummary([]byte(out))
+		if err != nil {
 			return false, fmt.Errorf("%s: show bgp summary: %w", n.Name, err)
 		}
-		if len(sum.IPv4.Peers) == 0 {
+		if peers == 0 || len(up) != peers {
 			return false, nil
-		}
-		for _, p := range sum.IPv4.Peers {
-			if p.State != "Established" {
-				return false, nil
-			}
 		}
 	}
 	return true, nil

@@ -143,6 +143,13 @@ func (r *runner) establishedWith(ctx context.Context, addrs []string) ([]string,
 // parseEstablished reads `show bgp summary json`: the IPv4 unicast peers
 // whose session is established, sorted.
 func parseEstablished(js []byte) ([]string, error) {
+	up, _, err := parseSummary(js)
+	return up, err
+}
+
+// parseSummary reads `show bgp summary json`: the IPv4 unicast peers whose
+// session is established, sorted, and how many peers there are.
+func parseSummary(js []byte) (up []string, peers int, err error) {
 	var sum struct {
 		IPv4 struct {
 			Peers map[string]struct {
@@ -151,14 +158,13 @@ func parseEstablished(js []byte) ([]string, error) {
 		} `json:"ipv4Unicast"`
 	}
 	if err := json.Unmarshal(js, &sum); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	var up []string
 	for addr, p := range sum.IPv4.Peers {
 		if p.State == "Established" {
 			up = append(up, addr)
 		}
 	}
 	slices.Sort(up)
-	return up, nil
+	return up, len(sum.IPv4.Peers), nil
 }
