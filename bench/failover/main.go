@@ -49,8 +49,9 @@ func main() {
 	interval := flag.Duration("interval", failover.DefaultInterval, "probe traffic: interval between the datagrams of a flow")
 	flows := flag.Int("flows", 4, "probe traffic: flows each way")
 	tries := flag.Int("tries", failover.DefaultTries, "tries of a fault whose data plane is lossy before it")
+	note := flag.String("note", "", "a note on this run, added to the report's notes (with -merge and -topologies '': only re-render)")
 	flag.Parse()
-	traffic := traffic{interval: *interval, flows: *flows, tries: *tries}
+	traffic := traffic{interval: *interval, flows: *flows, tries: *tries, note: *note}
 	code, err := run(*topologies, *stacks, *faults, *flap, *cut, *out, *svgDir, *report, *ci, *verbose, *logDir, *merge, traffic)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "failover:", err)
@@ -58,10 +59,11 @@ func main() {
 	os.Exit(code)
 }
 
-// traffic is how the probe loads the lab's data plane.
+// traffic is how the probe loads the lab's data plane, and the run's note.
 type traffic struct {
 	interval     time.Duration
 	flows, tries int
+	note         string // on this run, for the report
 }
 
 func run(topologies, stacks, faults string, flap, cut time.Duration, out, svgDir, report string, ci, verbose bool, logDir, merge string, tr traffic) (int, error) {
@@ -149,6 +151,9 @@ func run(topologies, stacks, faults string, flap, cut time.Duration, out, svgDir
 			n = fmt.Sprintf(n, tr.tries, cut)
 		}
 		rep.Notes = append(rep.Notes, n)
+	}
+	if tr.note != "" {
+		rep.Notes = append(rep.Notes, tr.note)
 	}
 	if err := failover.WriteJSON(out, rep); err != nil {
 		return 1, err
