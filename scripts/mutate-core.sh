@@ -117,6 +117,10 @@ mutation "pair: false takeover not told" pair.go \
 	'v.Epoch == t.epoch && v.Drops == t.drops' 'v.Epoch == t.epoch && false'
 mutation "pair: carrying while draining" pair.go \
 	'if c.drain != Normal || !c.instance.open(now) {' 'if c.drain == Drained || !c.instance.open(now) {'
+mutation "pair: a starting partner (heard, BFD not Up yet) taken as lost" pair.go \
+	'case !v.Up && !c.pair.everUp:' 'case !v.Up && !v.Heard:'
+mutation "pair: a partner that never carried the device replaced" pair.go \
+	'case !c.pair.seen[d]:' 'case false:'
 mutation "pair: halves wrong" pair.go \
 	'b[p.Bits()/8] |= 0x80 >> (p.Bits() % 8)' 'b[p.Bits()/8] |= 0x40 >> (p.Bits() % 8)'
 

@@ -393,6 +393,16 @@ func (x *checker) gatewayUp(ctx context.Context, name string, tunnels int) (stri
 			return fmt.Sprintf("peer %s BFD %s", p.Name, p.BFD.State), nil
 		}
 	}
+	// The pair whole: the partner up, and no takeover (one at the start,
+	// while the partner came up, ends release_delay after it carries).
+	if pr := st.Pair; pr != nil {
+		if !pr.PartnerUp {
+			return "partner not up: " + pr.Why, nil
+		}
+		for _, tk := range pr.Takeovers {
+			return fmt.Sprintf("taking %s over: %s", tk.Device, tk.Reason), nil
+		}
+	}
 	return "", nil
 }
 

@@ -20,6 +20,8 @@ type inputs struct {
 	runs               map[string][2]int
 	drainOn            bool // drain asked for (SetDrain on, or restored), not yet undrained
 	partner            PartnerView
+	partnerEverUp      bool            // the partner has been up since the start
+	partnerSeen        map[string]bool // devices the partner has said it carries
 }
 
 // bfdModel is the test's own reading of the BFD rules for one peer.
@@ -83,7 +85,7 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) (live int) {
 	c := New(cfg, now)
 	role := cfg.Instance.Role
 	m := inputs{established: map[string]bool{}, ipsec: map[string]bool{}, bfd: map[string]*bfdModel{},
-		checkOK: map[string]bool{}, runs: map[string][2]int{}}
+		checkOK: map[string]bool{}, runs: map[string][2]int{}, partnerSeen: map[string]bool{}}
 	for _, tn := range cfg.Tunnels {
 		m.ipsec[tn.Name] = true
 	}
@@ -181,7 +183,10 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) (live int) {
 				v.Up, v.Devices, v.Carrying = false, nil, nil
 			}
 			c.Partner(now, v)
-			m.partner = v
+			m.partner, m.partnerEverUp = v, m.partnerEverUp || v.Up
+			for _, d := range v.Carrying {
+				m.partnerSeen[d] = true
+			}
 			ev = fmt.Sprintf("partner %+v", v)
 		case 10:
 			// Time passes with no event: past every hold-down and the
@@ -363,9 +368,10 @@ func checkLiveness(cfg *config.Config, m inputs, learned map[string][]netip.Pref
 	return checked, nil
 }
 
-// checkPairLiveness: settled, a device this instance carries is taken
-// over exactly when the partner has it (or has never said) and is lost,
-// draining, failing its checks or not carrying it.
+// checkPairLiveness: settled (past the start grace), a device this
+// instance carries is taken over exactly when the partner has it (or has
+// never said) and is lost or, having said it carried it since the start,
+// is draining, failing its checks or not carrying it.
 func checkPairLiveness(cfg *config.Config, m inputs, out Output) error {
 	if !cfg.Pair.Enabled || cfg.Pair.Takeover == config.TakeoverOff {
 		return nil
@@ -377,8 +383,11 @@ func checkPairLiveness(cfg *config.Config, m inputs, out Output) error {
 	}
 	for _, d := range out.Self.Carrying {
 		has := !v.Heard || slices.Contains(v.Devices, d)
-		carries := v.Up && !v.Draining && v.ChecksOK && slices.Contains(v.Carrying, d)
-		if want := has && !carries; taken[d] != want {
+		want := has && !v.Up
+		if v.Up && m.partnerSeen[d] {
+			want = has && (v.Draining || !v.ChecksOK || !slices.Contains(v.Carrying, d))
+		}
+		if taken[d] != want {
 			return fmt.Errorf("settled: device %s taken over %v, want %v (partner %+v)", d, taken[d], want, v)
 		}
 	}

@@ -17,10 +17,12 @@ import (
 //     once, which devices it carries (Output.Self).
 //   - It takes over a device it carries when the partner has that device
 //     (or has never said which devices it has) and does not carry it: the
-//     partner is lost (PartnerView.Up false), draining, failing its
-//     instance checks, or does not list the device as carried. An instance
-//     that has not heard its partner since it started waits ReleaseDelay
-//     first: the partner may simply not be up yet.
+//     partner is lost (PartnerView.Up false), or, having carried the
+//     device since this instance started (else none of its routes toward
+//     it can be stale: it is starting, or its tunnel never came up), is
+//     draining, failing its instance checks, or no longer lists the device
+//     as carried. An instance whose partner has not been up since it
+//     started waits ReleaseDelay first: the partner may simply be starting.
 //   - A takeover starts at once and ends ReleaseDelay after its cause has
 //     gone (the partner's own routes need time to be installed), or at
 //     once when this instance no longer carries the device itself.
@@ -85,12 +87,21 @@ type pairState struct {
 	takeovers map[string]*takeover
 	carrying  map[string]bool // devices carried at the last refresh
 	drops     uint32
+	everUp    bool            // the partner has been up since this instance started
+	seen      map[string]bool // devices the partner has said it carries since then
 }
 
 // Partner reports what is known of the partner now.
 func (c *Core) Partner(now time.Time, v PartnerView) {
 	v.Devices, v.Carrying = slices.Clone(v.Devices), slices.Clone(v.Carrying)
 	c.pair.view = v
+	c.pair.everUp = c.pair.everUp || v.Up
+	if c.pair.seen == nil {
+		c.pair.seen = map[string]bool{}
+	}
+	for _, d := range v.Carrying {
+		c.pair.seen[d] = true
+	}
 	c.refresh(now)
 }
 
@@ -157,13 +168,18 @@ func (c *Core) takeoverCause(now time.Time, d string) (string, bool) {
 		return "", false // the partner has no tunnel to d
 	}
 	switch {
-	case !v.Up && !v.Heard:
+	case !v.Up && !c.pair.everUp:
 		if now.Before(c.pair.started.Add(c.cfg.Pair.ReleaseDelay)) {
 			return "", false
 		}
-		return "partner not heard since start" + because(v.Why), true
+		return "partner not up since start" + because(v.Why), true
 	case !v.Up:
 		return "partner lost" + because(v.Why), true
+	case !c.pair.seen[d]:
+		// It never carried d since this instance started: no route of
+		// its toward d can be stale (it is starting, or its tunnel to d
+		// never came up).
+		return "", false
 	case v.Draining:
 		return "partner draining", true
 	case !v.ChecksOK:
@@ -189,7 +205,7 @@ func (c *Core) pairNextWake(now time.Time) time.Time {
 			next = t
 		}
 	}
-	if c.cfg.Pair.Takeover != config.TakeoverOff && !c.pair.view.Heard {
+	if c.cfg.Pair.Takeover != config.TakeoverOff && !c.pair.everUp {
 		consider(c.pair.started.Add(c.cfg.Pair.ReleaseDelay))
 	}
 	for _, t := range c.pair.takeovers {

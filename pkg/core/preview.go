@@ -71,7 +71,7 @@ func (c *Core) clone() *Core {
 		n.bfd[k] = &cb
 	}
 	n.pair.view.Devices, n.pair.view.Carrying = slices.Clone(c.pair.view.Devices), slices.Clone(c.pair.view.Carrying)
-	n.pair.carrying = maps.Clone(c.pair.carrying)
+	n.pair.carrying, n.pair.seen = maps.Clone(c.pair.carrying), maps.Clone(c.pair.seen)
 	n.pair.takeovers = make(map[string]*takeover, len(c.pair.takeovers))
 	for k, t := range c.pair.takeovers {
 		ct := *t
