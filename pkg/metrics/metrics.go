@@ -243,7 +243,8 @@ var (
 	descPairPartnerUp = prometheus.NewDesc("bgpgw_pair_partner_up",
 		"1 when the partner's BFD session is Up and its state is heard on the pair channel. Only with pair:.", nil, nil)
 	descPairTakeover = prometheus.NewDesc("bgpgw_pair_takeover_active",
-		"1 while this instance takes the device over from its partner.", []string{"device"}, nil)
+		"1 while this instance takes the device over from its partner; 0 for the other devices it carries or took over.",
+		[]string{"device"}, nil)
 	descPairTakeovers = prometheus.NewDesc("bgpgw_pair_takeovers_total",
 		"Takeovers started since start.", nil, nil)
 	descPairFalseTakeovers = prometheus.NewDesc("bgpgw_pair_false_takeovers_total",
@@ -332,8 +333,20 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 		}
 		gauge(descPairPartnerUp, b2f(p.PartnerUp))
+		// Every device this instance carries or has taken over, 1 while
+		// taken over: 0 rather than absent, for alerts on changes.
+		active := map[string]float64{}
+		for _, d := range p.Carrying {
+			active[d] = 0
+		}
+		for d := range p.TakeoversByDevice {
+			active[d] = 0
+		}
 		for _, t := range p.Takeovers {
-			gauge(descPairTakeover, 1, t.Device)
+			active[t.Device] = 1
+		}
+		for d, v := range active {
+			gauge(descPairTakeover, v, d)
 		}
 		counter(descPairTakeovers, p.TakeoversTotal)
 		counter(descPairFalseTakeovers, p.FalseTakeoversTotal)

@@ -197,6 +197,53 @@ bgpgw_tunnel_carrying{tunnel="a"} 0
 	assert.Equal(t, 4, n)
 }
 
+// TestPairFamilies: the partner's state, each device's takeover (0 for
+// the others carried), the totals and the channel's counters by reason;
+// none without a pair.
+func TestPairFamilies(t *testing.T) {
+	st := knownState()
+	st.Pair = &api.Pair{Partner: "10.10.2.1", PartnerUp: false, Carrying: []string{"site-a", "site-b"},
+		Takeovers:      []api.Takeover{{Device: "site-a", Reason: "partner lost"}},
+		TakeoversTotal: 3, FalseTakeoversTotal: 1, TakeoversByDevice: map[string]uint64{"site-a": 2, "site-c": 1},
+		Channel: api.PairChannel{Sent: 40, Received: 30, BadAuth: 2, Replayed: 1, Malformed: 4, WrongSender: 5}}
+	f := &fakeStatus{st: st}
+	m := New(Options{Snapshot: f.snapshot})
+	want := `
+# HELP bgpgw_pair_dropped_total Pair channel datagrams dropped, by reason: bad_auth, replayed, malformed, wrong_sender. A dropped datagram changes nothing.
+# TYPE bgpgw_pair_dropped_total counter
+bgpgw_pair_dropped_total{reason="bad_auth"} 2
+bgpgw_pair_dropped_total{reason="malformed"} 4
+bgpgw_pair_dropped_total{reason="replayed"} 1
+bgpgw_pair_dropped_total{reason="wrong_sender"} 5
+# HELP bgpgw_pair_false_takeovers_total Ended takeovers whose partner had never stopped carrying (a cut link between the two, a false BFD Down).
+# TYPE bgpgw_pair_false_takeovers_total counter
+bgpgw_pair_false_takeovers_total 1
+# HELP bgpgw_pair_messages_total Pair channel datagrams sent and accepted.
+# TYPE bgpgw_pair_messages_total counter
+bgpgw_pair_messages_total{direction="received"} 30
+bgpgw_pair_messages_total{direction="sent"} 40
+# HELP bgpgw_pair_partner_up 1 when the partner's BFD session is Up and its state is heard on the pair channel. Only with pair:.
+# TYPE bgpgw_pair_partner_up gauge
+bgpgw_pair_partner_up 0
+# HELP bgpgw_pair_takeover_active 1 while this instance takes the device over from its partner; 0 for the other devices it carries or took over.
+# TYPE bgpgw_pair_takeover_active gauge
+bgpgw_pair_takeover_active{device="site-a"} 1
+bgpgw_pair_takeover_active{device="site-b"} 0
+bgpgw_pair_takeover_active{device="site-c"} 0
+# HELP bgpgw_pair_takeovers_total Takeovers started since start.
+# TYPE bgpgw_pair_takeovers_total counter
+bgpgw_pair_takeovers_total 3
+`
+	pairFamilies := []string{"bgpgw_pair_dropped_total", "bgpgw_pair_false_takeovers_total", "bgpgw_pair_messages_total",
+		"bgpgw_pair_partner_up", "bgpgw_pair_takeover_active", "bgpgw_pair_takeovers_total"}
+	require.NoError(t, testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), pairFamilies...))
+
+	f.set(knownState(), nil)
+	n, err := testutil.GatherAndCount(m.Gatherer(), pairFamilies...)
+	require.NoError(t, err)
+	assert.Zero(t, n, "no pair: no pair families")
+}
+
 func TestEventFamilies(t *testing.T) {
 	m := New(Options{Snapshot: (&fakeStatus{}).snapshot, Tunnels: []string{"a", "b"}, Peers: []string{"a", "b", "cr"}})
 	// Configured names start at 0.
