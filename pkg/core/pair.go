@@ -280,11 +280,19 @@ func halves(p netip.Prefix) []netip.Prefix {
 // merge adds the winning announcements to anns: one for a prefix already
 // there replaces it (MED 0), the others are appended.
 func merge(anns, winning []model.Announcement) []model.Announcement {
+	if len(winning) == 0 {
+		return anns
+	}
+	at := make(map[netip.Prefix]int, len(anns))
+	for i, a := range anns {
+		at[a.Prefix] = i
+	}
 	for _, w := range winning {
-		if i := slices.IndexFunc(anns, func(a model.Announcement) bool { return a.Prefix == w.Prefix }); i >= 0 {
+		if i, ok := at[w.Prefix]; ok {
 			anns[i] = w
 			continue
 		}
+		at[w.Prefix] = len(anns)
 		anns = append(anns, w)
 	}
 	return anns

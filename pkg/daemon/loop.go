@@ -142,7 +142,7 @@ func (d *Daemon) reconcile(ctx context.Context, observe bool) core.Output {
 	d.out = out
 	// The partner hears first: before a drain starts, and before this
 	// instance's withdrawals, it can take over.
-	d.sendSelf(out.Self)
+	d.sendSelf(prev.Self, out.Self)
 
 	err := d.speaker.SetAnnouncements(ctx, out.Announcements)
 	d.metrics.announced(since, d.clock.Now(), out.Announcements, err)
@@ -273,6 +273,7 @@ const maxLoggedPrefixes = 16
 // announced to it: the prefixes announced, withdrawn, or announced again
 // with other attributes, and why.
 func (d *Daemon) logAnnouncements(prev, out core.Output) {
+	takeoverWas, takeoverIs := takeovers(prev), takeovers(out)
 	tunnelReason := map[string]string{}
 	for _, t := range out.Tunnels {
 		tunnelReason[t.Name] = t.Reason
@@ -304,9 +305,9 @@ func (d *Daemon) logAnnouncements(prev, out core.Output) {
 		reason := "learned routes changed"
 		_, isTunnel := tunnelReason[peer]
 		switch {
-		case takeovers(prev) != takeovers(out):
-			reason = "pair takeover: " + takeovers(out)
-			if takeovers(out) == "" {
+		case takeoverWas != takeoverIs:
+			reason = "pair takeover: " + takeoverIs
+			if takeoverIs == "" {
 				reason = "pair takeover ended"
 			}
 		case out.Drain != core.Normal:

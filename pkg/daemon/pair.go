@@ -47,19 +47,20 @@ func (pairEvent) isEvent() {}
 
 // pairLink is the loop's view of the partner.
 type pairLink struct {
-	ch        *pair.Channel
-	refresh   time.Duration
-	stale     Timer
-	bfdUp     bool
-	bfdWhy    string
-	heard     bool
-	last      pair.Message
-	lastAt    time.Time
-	up        bool   // the last view given to the core
-	why       string // why not up
-	totals    struct{ takeovers, falseTakeovers uint64 }
-	history   []api.TakeoverRecord
-	lastCount map[string]uint64 // takeovers per device, for metrics
+	ch       *pair.Channel
+	refresh  time.Duration
+	stale    Timer
+	bfdUp    bool
+	bfdWhy   string
+	heard    bool
+	last     pair.Message
+	lastAt   time.Time
+	up       bool   // the last view given to the core
+	why      string // why not up
+	sent     bool   // this instance's state was given to the channel
+	totals   struct{ takeovers, falseTakeovers uint64 }
+	history  []api.TakeoverRecord
+	byDevice map[string]uint64 // takeovers started per device
 }
 
 // pairBFDKey derives the pair BFD session's key (meticulous keyed SHA1,
@@ -125,7 +126,7 @@ func (d *Daemon) newPairLink() (*pairLink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pair: %w", err)
 	}
-	pl := &pairLink{ch: ch, refresh: pairRefresh, bfdWhy: "BFD not up yet", lastCount: map[string]uint64{}}
+	pl := &pairLink{ch: ch, refresh: pairRefresh, bfdWhy: "BFD not up yet", byDevice: map[string]uint64{}}
 	pl.stale = d.clock.NewTimer(time.Hour)
 	pl.stale.Stop()
 	return pl, nil
@@ -201,13 +202,20 @@ func (d *Daemon) partnerChanged() {
 	d.core.Partner(now, v)
 }
 
-// sendSelf tells the partner what this instance carries.
-func (d *Daemon) sendSelf(s core.SelfState) {
-	if d.pair == nil {
+// sendSelf tells the partner what this instance carries, when it changed
+// since the last pass (the channel repeats it on its own).
+func (d *Daemon) sendSelf(prev, s core.SelfState) {
+	if d.pair == nil || (d.pair.sent && sameSelf(prev, s)) {
 		return
 	}
+	d.pair.sent = true
 	d.pair.ch.Send(pair.State{Instance: d.cfg.Instance.Name, Devices: s.Devices, Carrying: s.Carrying,
 		Draining: s.Draining, ChecksOK: s.ChecksOK, Drops: s.Drops})
+}
+
+func sameSelf(a, b core.SelfState) bool {
+	return a.Draining == b.Draining && a.ChecksOK == b.ChecksOK && a.Drops == b.Drops &&
+		slices.Equal(a.Devices, b.Devices) && slices.Equal(a.Carrying, b.Carrying)
 }
 
 // logTakeovers logs every takeover that started or ended, and keeps the
@@ -226,7 +234,7 @@ func (d *Daemon) logTakeovers(prev, out core.Output) {
 		is[t.Device] = true
 		if _, ok := was[t.Device]; !ok {
 			pl.totals.takeovers++
-			pl.lastCount[t.Device]++
+			pl.byDevice[t.Device]++
 			d.log.Warn("takeover: announcing routes that win over the partner's", "device", t.Device, "reason", t.Reason,
 				"method", d.cfg.Pair.Takeover)
 		}
@@ -303,7 +311,7 @@ func (d *Daemon) snapPair() *pairSnap {
 	}
 	return &pairSnap{up: pl.up, why: pl.why, heard: pl.heard, last: pl.last, lastAt: pl.lastAt,
 		takeovers: pl.totals.takeovers, falseTakeovers: pl.totals.falseTakeovers,
-		byDevice: maps.Clone(pl.lastCount), history: slices.Clone(pl.history), counters: pl.ch.Counters()}
+		byDevice: maps.Clone(pl.byDevice), history: slices.Clone(pl.history), counters: pl.ch.Counters()}
 }
 
 func nonNil(s []string) []string {

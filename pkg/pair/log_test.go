@@ -1,7 +1,6 @@
 package pair
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -9,38 +8,21 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/bgpgw/bgpgw/internal/lab"
 )
-
-// syncBuffer is a bytes.Buffer safe for the Channel's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestNoSecretsInLogs drives every logging and error path with a Debug
 // logger and checks that neither the key (raw, hex or base64) nor any
 // payload name ever shows up.
 func TestNoSecretsInLogs(t *testing.T) {
 	const payloadName = "PAYLOAD-DEVICE-NAME"
-	var buf syncBuffer
+	var buf lab.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var errs []string
 
