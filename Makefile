@@ -33,6 +33,8 @@ test: deps lint
 	$(MAKE) mutate
 	@# The patched copy of govici (third_party/govici/BGPGW.md) is its own module.
 	cd third_party/govici && $(GO) test -race -count=1 ./vici/
+	@# So is GoBGP's (third_party/gobgp/BGPGW.md): its patch's regression test.
+	cd third_party/gobgp && $(GO) test -race -count=1 -run TestResetPeerCease ./pkg/server/
 	@# The BFD interop test checks detection within detection time + 50 ms:
 	@# it runs alone, not beside the FRR-heavy packages.
 	$(GO) test -race -count=1 -p 1 -timeout 10m ./test/bfd/...

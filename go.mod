@@ -51,3 +51,5 @@ require (
 )
 
 replace github.com/strongswan/govici => ./third_party/govici
+
+replace github.com/osrg/gobgp/v4 => ./third_party/gobgp

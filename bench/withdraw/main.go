@@ -51,6 +51,7 @@ import (
 	"github.com/bgpgw/bgpgw/pkg/bgp/bgptest"
 	"github.com/bgpgw/bgpgw/pkg/configfile"
 	"github.com/bgpgw/bgpgw/pkg/daemon"
+	"github.com/bgpgw/bgpgw/pkg/filter"
 	"github.com/bgpgw/bgpgw/pkg/metrics"
 )
 
@@ -371,7 +372,7 @@ metrics: {listen: %q}
 		return result{}, err
 	}
 	speaker, err := bgp.NewGoBGP(ctx, bgp.Global{ASN: 65515, RouterID: cfg.BGP.RouterID, ListenPort: port,
-		ListenAddresses: cfg.BGP.ListenAddresses, Never: cfg.Announce}, slog.New(slog.DiscardHandler))
+		ListenAddresses: cfg.BGP.ListenAddresses, Never: filter.Never(cfg)}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return result{}, err
 	}

@@ -129,9 +129,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	validate.Flags().StringVar(&cfgPath, "config", "", "configuration file (required)")
 	_ = validate.MarkFlagRequired("config")
 
-	var asJSON bool
+	var asJSON, rejected bool
 	status := &cobra.Command{
-		Use:   "status [--json]",
+		Use:   "status [--json | --rejected]",
 		Short: "Show the running daemon's sessions, announcements and routes",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -143,17 +143,23 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
+			switch {
+			case asJSON:
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(st)
+			case rejected:
+				printRejected(stdout, st)
+			default:
+				printStatus(stdout, st)
 			}
-			printStatus(stdout, st)
 			return nil
 		},
 	}
 	socketFlag(status)
 	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	status.Flags().BoolVar(&rejected, "rejected", false, "list the routes each peer sent that were refused, and why")
+	status.MarkFlagsMutuallyExclusive("json", "rejected")
 
 	action := func(use, short, done string, f func(*api.Client, context.Context) error) *cobra.Command {
 		c := &cobra.Command{

@@ -165,11 +165,27 @@ type Peer struct {
 	Announced        []string   `json:"announced"`
 	Received         []string   `json:"received"`
 	Rejected         []string   `json:"rejected"`
+	// RejectedRoutes says why routes in Rejected were refused: the first
+	// MaxRejectedRoutes by prefix. RejectedReasons counts every refused
+	// route by reason (pkg/filter's keywords).
+	RejectedRoutes  []RejectedRoute `json:"rejected_routes,omitempty"`
+	RejectedReasons map[string]int  `json:"rejected_reasons,omitempty"`
 	// The number of prefixes in each list; status for metrics leaves the
 	// lists out (nil) and gives only these.
 	AnnouncedCount int `json:"announced_count"`
 	ReceivedCount  int `json:"received_count"`
 	RejectedCount  int `json:"rejected_count"`
+}
+
+// MaxRejectedRoutes bounds Peer.RejectedRoutes.
+const MaxRejectedRoutes = 100
+
+// RejectedRoute is a route a peer sent that bgpgw refused, and why.
+type RejectedRoute struct {
+	Prefix string `json:"prefix"`
+	ASPath string `json:"as_path"` // as routers show it: "65010 {65020 65021}"
+	Reason string `json:"reason"`  // a stable keyword: default-route, cloud-prefix, not-in-accept-list, ...
+	Detail string `json:"detail"`
 }
 
 // BFD is the state of a peer's BFD session.

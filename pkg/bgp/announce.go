@@ -236,13 +236,25 @@ func (a *GoBGP) path(ann Announcement) *apiutil.Path {
 		mp, _ := bgp.NewPathAttributeMpReachNLRI(fam, []bgp.PathNLRI{{NLRI: nlri}}, netip.IPv6Unspecified())
 		attrs = append(attrs, mp)
 	}
+	// GoBGP prepends the local AS itself on eBGP; the prepends are the
+	// extra copies, then comes the path a learned route arrived with.
+	var segs []bgp.AsPathParamInterface
 	if ann.Prepend > 0 {
-		// GoBGP prepends the local AS itself on eBGP; these are the extra copies.
 		as := make([]uint32, ann.Prepend)
 		for i := range as {
 			as[i] = a.global.ASN
 		}
-		attrs = append(attrs, bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, as)}))
+		segs = append(segs, bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, as))
+	}
+	for _, seg := range ann.ASPath {
+		t := uint8(bgp.BGP_ASPATH_ATTR_TYPE_SEQ)
+		if seg.Set {
+			t = bgp.BGP_ASPATH_ATTR_TYPE_SET
+		}
+		segs = append(segs, bgp.NewAs4PathParam(t, slices.Clone(seg.ASNs)))
+	}
+	if len(segs) > 0 {
+		attrs = append(attrs, bgp.NewPathAttributeAsPath(segs))
 	}
 	if ann.HasMED {
 		attrs = append(attrs, bgp.NewPathAttributeMultiExitDisc(ann.MED))

@@ -15,6 +15,9 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v4/pkg/server"
+
+	"github.com/bgpgw/bgpgw/pkg/filter"
+	"github.com/bgpgw/bgpgw/pkg/model"
 )
 
 // GoBGP is the Speaker backed by an embedded GoBGP server.
@@ -329,7 +332,7 @@ func (a *GoBGP) Reset(ctx context.Context, peer, message string) error {
 	if err != nil || !established {
 		return err
 	}
-	if err := a.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: p.Address.String(), Communication: message}); err != nil {
+	if err := a.s.ResetPeerCease(ctx, p.Address.String(), bgp.BGP_ERROR_SUB_BFD_DOWN, message); err != nil {
 		return fmt.Errorf("peer %s: reset: %w", peer, err)
 	}
 	return nil
@@ -397,19 +400,25 @@ func (a *GoBGP) status(ctx context.Context, announced bool) ([]PeerStatus, error
 			}
 			st.Announced = list
 		}
-		received, err := a.listAdj(st.Address, fam, api.TableType_TABLE_TYPE_ADJ_IN)
+		received, err := a.listAdjIn(st.Address, fam)
 		if err != nil {
 			return nil, fmt.Errorf("peer %s: %w", st.Name, err)
 		}
-		accepted, err := a.accepted(st.Address, received)
+		accepted, err := a.accepted(st.Address, model.Prefixes(received))
 		if err != nil {
 			return nil, fmt.Errorf("peer %s: %w", st.Name, err)
 		}
-		st.Received = accepted
-		for _, p := range received {
-			if _, ok := slices.BinarySearchFunc(st.Received, p, comparePrefix); !ok {
-				st.Rejected = append(st.Rejected, p)
+		im := a.importOf(st.Name)
+		for _, r := range received {
+			if _, ok := slices.BinarySearchFunc(accepted, r.Prefix, comparePrefix); ok {
+				st.Received = append(st.Received, r)
+				continue
 			}
+			why, ok := im.Check(r.Prefix, r.ASPath)
+			if !ok {
+				why = filter.Rejection{Reason: filter.Other, Detail: "refused by the BGP speaker"}
+			}
+			st.Rejected = append(st.Rejected, RejectedRoute{Learned: r, Rejection: why})
 		}
 	}
 	slices.SortFunc(out, func(x, y PeerStatus) int {
@@ -472,6 +481,56 @@ func cmpString(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// importOf is a peer's import policy as filter states it (the GoBGP policy
+// is built from the same rules), to explain what the peer was refused.
+func (a *GoBGP) importOf(peer string) filter.Import {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.peers[peer]
+	return filter.Import{Never: a.global.Never, Accept: p.Accept, LocalAS: a.global.ASN, MaxASPath: p.MaxASPath}
+}
+
+// listAdjIn lists a peer's Adj-RIB-In: each route as received, sorted by prefix.
+func (a *GoBGP) listAdjIn(addr netip.Addr, fam bgp.Family) ([]model.Learned, error) {
+	var out []model.Learned
+	err := a.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_ADJ_IN, Name: addr.String(), Family: fam},
+		func(nlri bgp.NLRI, paths []*apiutil.Path) {
+			pfx, ok := nlriPrefix(nlri)
+			if !ok {
+				return
+			}
+			for _, p := range paths {
+				if !p.Withdrawal {
+					out = append(out, learnedOf(pfx, p.Attrs))
+					return
+				}
+			}
+		})
+	slices.SortFunc(out, func(x, y model.Learned) int { return comparePrefix(x.Prefix, y.Prefix) })
+	return slices.CompactFunc(out, func(x, y model.Learned) bool { return x.Prefix == y.Prefix }), err
+}
+
+// learnedOf is a received route in bgpgw's terms: its AS path (4-octet
+// ASNs; AS_CONFED segments, which no eBGP peer may send, are left out) and
+// its standard communities.
+func learnedOf(pfx netip.Prefix, attrs []bgp.PathAttributeInterface) model.Learned {
+	l := model.Learned{Prefix: pfx}
+	for _, at := range attrs {
+		switch v := at.(type) {
+		case *bgp.PathAttributeAsPath:
+			for _, seg := range v.Value {
+				switch seg.GetType() {
+				case bgp.BGP_ASPATH_ATTR_TYPE_SEQ, bgp.BGP_ASPATH_ATTR_TYPE_SET:
+					l.ASPath = append(l.ASPath, model.ASSegment{Set: seg.GetType() == bgp.BGP_ASPATH_ATTR_TYPE_SET, ASNs: slices.Clone(seg.GetAS())})
+				}
+			}
+		case *bgp.PathAttributeCommunities:
+			l.Communities = slices.Sorted(slices.Values(v.Value))
+		}
+	}
+	return l
 }
 
 // listAdj lists the prefixes of a peer's Adj-RIB-In or Adj-RIB-Out.

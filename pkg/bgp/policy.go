@@ -7,15 +7,23 @@ import (
 	"slices"
 
 	api "github.com/osrg/gobgp/v4/api"
+
+	"github.com/bgpgw/bgpgw/pkg/filter"
 )
 
 // Policy layout (RFC 8212: both directions default to reject).
 //
 // Import, first match wins:
 //  1. local routes (our own announcements) are accepted;
-//  2. "never": default routes, 0.0.0.0/8 and the cloud-side prefixes with
-//     all their more-specifics are rejected, whichever peer sends them;
-//  3. per tunnel peer: from that neighbor AND in its accept-list: accepted.
+//  2. "never": default routes and split defaults, and every range of
+//     Global.Never (filter.Rule: the range and its more-specifics, and
+//     for a covering rule each covering prefix, one entry per length) are
+//     rejected, whichever peer sends them;
+//  3. per tunnel peer with max_as_path: from that neighbor AND an AS path
+//     longer: rejected;
+//  4. per tunnel peer: from that neighbor AND in its accept-list: accepted.
+//
+// GoBGP itself drops a route whose AS path holds the local AS.
 //
 // Export, first match wins:
 //  1. per peer, to a neighbor in the peer's shut set: rejected. The shut
@@ -86,13 +94,7 @@ func anyOf(name string) *api.MatchSet {
 // policyRequest builds the whole policy for the current peers and RIB.
 // Caller holds a.mu.
 func (a *GoBGP) policyRequest() *api.SetPoliciesRequest {
-	never := map[bool][]*api.Prefix{
-		false: {apiPrefix(netip.MustParsePrefix("0.0.0.0/0"), 0), apiPrefix(netip.MustParsePrefix("0.0.0.0/8"), 32)},
-		true:  {apiPrefix(netip.MustParsePrefix("::/0"), 0), apiPrefix(sentinel6, 128)},
-	}
-	for _, p := range a.global.Never {
-		never[p.Addr().Is6()] = append(never[p.Addr().Is6()], apiPrefix(p, p.Addr().BitLen()))
-	}
+	never := neverPrefixes(a.global.Never)
 	req := &api.SetPoliciesRequest{DefinedSets: []*api.DefinedSet{
 		prefixSet(setNever4, false, never[false]...),
 		prefixSet(setNever6, true, never[true]...),
@@ -132,6 +134,16 @@ func (a *GoBGP) policyRequest() *api.SetPoliciesRequest {
 			Conditions: &api.Conditions{NeighborSet: anyOf(shutSet(name))},
 			Actions:    accept(api.RouteAction_ROUTE_ACTION_REJECT),
 		})
+		if p.Kind == KindTunnel && p.MaxASPath > 0 {
+			imp.Statements = append(imp.Statements, &api.Statement{
+				Name: "aspath-" + name,
+				Conditions: &api.Conditions{
+					NeighborSet:  anyOf(nbrSet(name)),
+					AsPathLength: &api.AsPathLength{Type: api.Comparison_COMPARISON_GE, Length: uint32(p.MaxASPath) + 1},
+				},
+				Actions: accept(api.RouteAction_ROUTE_ACTION_REJECT),
+			})
+		}
 		for _, v6 := range []bool{false, true} {
 			var in []*api.Prefix
 			for _, r := range p.Accept {
@@ -178,6 +190,25 @@ func (a *GoBGP) policyRequest() *api.SetPoliciesRequest {
 	return req
 }
 
+// neverPrefixes are the entries of the never sets, per family (true: IPv6):
+// the default routes, split defaults and the sets' sentinels, then the rules.
+func neverPrefixes(rules []filter.Rule) map[bool][]*api.Prefix {
+	never := map[bool][]*api.Prefix{}
+	for _, d := range []string{"0.0.0.0/0", "0.0.0.0/1", "128.0.0.0/1", "0.0.0.0/32", "::/0", "::/1", "8000::/1", "::/128"} {
+		p := netip.MustParsePrefix(d)
+		never[p.Addr().Is6()] = append(never[p.Addr().Is6()], apiPrefix(p, p.Bits()))
+	}
+	for _, r := range rules {
+		v6 := r.Prefix.Addr().Is6()
+		never[v6] = append(never[v6], apiPrefix(r.Prefix, r.Prefix.Addr().BitLen()))
+		for _, l := range r.CoveringLengths() {
+			c, _ := r.Prefix.Addr().Prefix(l)
+			never[v6] = append(never[v6], apiPrefix(c, l))
+		}
+	}
+	return never
+}
+
 // applyPolicies installs the policy for the current peers, then makes the
 // established sessions re-evaluate what they hold and sent. Caller holds a.mu.
 func (a *GoBGP) applyPolicies(ctx context.Context) error {
@@ -206,7 +237,7 @@ func (a *GoBGP) applyPolicies(ctx context.Context) error {
 // SetNever implements Speaker: the prefixes never accepted from any peer
 // change (a reload changed the announced prefixes); the sessions re-run
 // their import policy (soft reset in), none is reset.
-func (a *GoBGP) SetNever(ctx context.Context, never []netip.Prefix) error {
+func (a *GoBGP) SetNever(ctx context.Context, never []filter.Rule) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.runDeferred() // the policy is rebuilt from the applied state

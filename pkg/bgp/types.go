@@ -7,8 +7,10 @@
 // computes the difference with what it applied before and applies only that.
 // Import and export default to deny (RFC 8212): a peer receives only what
 // SetAnnouncements lists for it, and a tunnel peer's routes are accepted only
-// when they fall in its accept-list and are not a default route, a
-// cloud-side prefix or a more-specific of one.
+// as pkg/filter's rules allow (in its accept-list; no default route,
+// martian, nor a route overlapping a cloud-side prefix, an underlay address
+// or an inside subnet; no AS loop; not over max_as_path). Status explains
+// every refused route with the same rules.
 package bgp
 
 import (
@@ -17,6 +19,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/filter"
 	"github.com/bgpgw/bgpgw/pkg/model"
 )
 
@@ -30,10 +34,7 @@ const (
 )
 
 // PrefixRange matches a prefix and its more-specifics up to MaxLen.
-type PrefixRange struct {
-	Prefix netip.Prefix
-	MaxLen int
-}
+type PrefixRange = config.PrefixRange
 
 // Global holds the speaker-wide settings.
 type Global struct {
@@ -41,10 +42,9 @@ type Global struct {
 	RouterID        netip.Addr
 	ListenPort      int          // 0: 179
 	ListenAddresses []netip.Addr // empty: all
-	// Never lists prefixes that are never accepted from any peer, with all
-	// their more-specifics: the cloud-side prefixes. Default routes are
-	// never accepted either.
-	Never []netip.Prefix
+	// Never are the ranges never accepted from any peer (filter.Never).
+	// Default routes and split defaults are never accepted either.
+	Never []filter.Rule
 	// GRPCListen is the loopback ADDRESS:PORT where GoBGP's own gRPC API
 	// (for the gobgp CLI) listens; empty: nothing listens.
 	GRPCListen string
@@ -61,6 +61,7 @@ type PeerConfig struct {
 	Password     string // TCP-MD5 key; never logged
 	Accept       []PrefixRange
 	MaxPrefixes  uint32
+	MaxASPath    int // refuse longer AS paths; 0: no limit
 	HoldTime     time.Duration
 	Keepalive    time.Duration
 	ConnectRetry time.Duration
@@ -74,7 +75,7 @@ func (p PeerConfig) Equal(o PeerConfig) bool {
 	return p.Name == o.Name && p.Kind == o.Kind && p.Address == o.Address &&
 		p.LocalAddress == o.LocalAddress && p.Port == o.Port && p.PeerASN == o.PeerASN &&
 		p.Password == o.Password && slices.Equal(p.Accept, o.Accept) &&
-		p.MaxPrefixes == o.MaxPrefixes && p.HoldTime == o.HoldTime &&
+		p.MaxPrefixes == o.MaxPrefixes && p.MaxASPath == o.MaxASPath && p.HoldTime == o.HoldTime &&
 		p.Keepalive == o.Keepalive && p.ConnectRetry == o.ConnectRetry &&
 		p.MultihopTTL == o.MultihopTTL
 }
@@ -113,9 +114,15 @@ type PeerStatus struct {
 	Since time.Time
 	// LastError says why the session last went down, if it did.
 	LastError string
-	Announced []netip.Prefix // what this peer was sent
-	Received  []netip.Prefix // accepted from this peer
-	Rejected  []netip.Prefix // received but refused by the import policy
+	Announced []netip.Prefix  // what this peer was sent
+	Received  []model.Learned // accepted from this peer, sorted by prefix
+	Rejected  []RejectedRoute // received but refused, sorted by prefix
+}
+
+// RejectedRoute is a route a peer sent that the import policy refused, and why.
+type RejectedRoute struct {
+	model.Learned
+	filter.Rejection
 }
 
 // Speaker is a BGP speaker driven declaratively.
@@ -136,18 +143,19 @@ type Speaker interface {
 	// Changed is signalled (level-triggered, capacity 1) whenever a
 	// session changes state or a peer's routes change.
 	Changed() <-chan struct{}
-	// SetNever replaces Global.Never (the cloud-side prefixes), without
-	// resetting any session.
-	SetNever(ctx context.Context, never []netip.Prefix) error
+	// SetNever replaces Global.Never, without resetting any session.
+	SetNever(ctx context.Context, never []filter.Rule) error
 	// SetHeldDown keeps exactly the sessions in held (peer name -> RFC
 	// 8203 message) administratively down and lets the others run: a
 	// session newly held is closed with a Cease carrying its message, one
 	// no longer held comes up. It lasts across SetPeers: a session added or
 	// re-created while held starts down.
 	SetHeldDown(ctx context.Context, held map[string]string) error
-	// Reset closes a session at once (Cease, Administrative Reset, with an
-	// RFC 8203 message); it reconnects by itself. A session held down is
-	// not touched.
+	// Reset closes a session at once because its BFD session went Down:
+	// a Cease NOTIFICATION with subcode 10, BFD Down (RFC 9384), and an RFC
+	// 8203 message; it reconnects by itself. A session held down is not
+	// touched. (A drain's shutdown, SetHeldDown, keeps subcode 2,
+	// Administrative Shutdown.)
 	Reset(ctx context.Context, peer, message string) error
 	// Close stops the speaker; sessions are closed with a Cease.
 	Close()

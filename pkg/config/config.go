@@ -123,8 +123,10 @@ type Tunnel struct {
 	PeerASN       uint32
 	Accept        []PrefixRange // on-prem prefixes accepted from this peer
 	MaxPrefixes   uint32
-	Password      Secret
-	BFD           BFD
+	// MaxASPath refuses a route whose AS path is longer (0: no limit).
+	MaxASPath int
+	Password  Secret
+	BFD       BFD
 	// IfID is the XFRM interface ID that binds the tunnel's SAs to its
 	// interface (xfrm mode).
 	IfID uint32

@@ -125,6 +125,9 @@ func (d *decoder) tunnel(o *obj, c *Config, index int) Tunnel {
 	if n, ok := o.integer("max_prefixes", false, 1, 10_000_000); ok {
 		t.MaxPrefixes = uint32(n)
 	}
+	if n, ok := o.integer("max_as_path", false, 1, 255); ok {
+		t.MaxASPath = int(n)
+	}
 	t.Password = d.md5Password(o)
 	t.BFD = d.bfd(o.child("bfd"))
 	d.tunnelInterface(o, c, index, &t)

@@ -18,6 +18,12 @@
 //   - While an instance-scope check fails, nothing is announced to any
 //     tunnel peer and on-prem prefixes are withdrawn from cloud-side peers,
 //     so the other instance carries the traffic.
+//   - A prefix learned from several carrying tunnels is routed to those
+//     whose AS path is shortest (ECMP among them), and passed on to the
+//     cloud side with the AS path of the first of them in the
+//     configuration. A route with NO_EXPORT, NO_ADVERTISE or
+//     NO_EXPORT_SUBCONFED (RFC 1997) is routed but not passed on: every
+//     cloud-side peer is another AS.
 //   - Checks change state after Rise successes or Fall failures in a row;
 //     a check that has reported nothing yet counts as failing, so nothing
 //     is announced before the checks pass.
@@ -31,11 +37,11 @@
 package core
 
 import (
-	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/model"
 )
 
 // DrainState is where an instance is in a planned maintenance.
@@ -55,7 +61,7 @@ type tunnel struct {
 	cfg         config.Tunnel
 	ipsecUp     bool
 	established bool
-	learned     []netip.Prefix
+	learned     []model.Learned
 	gate        gate
 	resuming    bool // its session was held down by a drain and is not back yet
 }
@@ -139,8 +145,8 @@ func SameCheck(a, b config.Check) bool {
 }
 
 // SessionState reports a BGP session's state and, when established, the
-// prefixes accepted from it.
-func (c *Core) SessionState(now time.Time, peer string, established bool, learned []netip.Prefix) {
+// routes accepted from it.
+func (c *Core) SessionState(now time.Time, peer string, established bool, learned []model.Learned) {
 	t, ok := c.tunnels[peer]
 	if !ok {
 		return

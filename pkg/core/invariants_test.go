@@ -90,7 +90,15 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) (live int) {
 		m.ipsec[tn.Name] = true
 	}
 	learnedPool := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("10.1.1.0/24"), netip.MustParsePrefix("10.1.2.0/24")}
-	learned := map[string][]netip.Prefix{}
+	// Each prefix is sent with one of these AS paths and communities.
+	variants := []model.Learned{
+		{ASPath: []model.ASSegment{{ASNs: []uint32{65010}}}},
+		{ASPath: []model.ASSegment{{ASNs: []uint32{65020, 65010}}}},
+		{ASPath: []model.ASSegment{{ASNs: []uint32{65020}}, {Set: true, ASNs: []uint32{65030, 65031}}}},
+		{ASPath: []model.ASSegment{{ASNs: []uint32{65010}}}, Communities: []uint32{model.CommunityNoExport}},
+		{ASPath: []model.ASSegment{{ASNs: []uint32{65010}}}, Communities: []uint32{model.CommunityNoAdvertise}},
+	}
+	learned := map[string][]model.Learned{}
 	var history []string
 
 	for step := 0; step < 300; step++ {
@@ -101,10 +109,12 @@ func runRandom(t *testing.T, cfg *config.Config, seed uint64) (live int) {
 		switch rng.IntN(12) {
 		case 0, 1:
 			up := rng.IntN(3) > 0
-			var l []netip.Prefix
+			var l []model.Learned
 			for _, p := range learnedPool {
 				if up && rng.IntN(2) == 0 {
-					l = append(l, p)
+					v := variants[rng.IntN(len(variants))]
+					v.Prefix = p
+					l = append(l, v)
 				}
 			}
 			c.SessionState(now, tn, up, l)
@@ -304,7 +314,7 @@ func withExtraPrefix(cfg *config.Config) *config.Config {
 // checks up) announces every cloud-side prefix, carries the routes to what
 // it learned, and the cloud peers are sent those prefixes. It returns how
 // many healthy tunnels it checked.
-func checkLiveness(cfg *config.Config, m inputs, learned map[string][]netip.Prefix, out Output) (int, error) {
+func checkLiveness(cfg *config.Config, m inputs, learned map[string][]model.Learned, out Output) (int, error) {
 	if m.drainOn {
 		if out.Drain != Drained {
 			return 0, fmt.Errorf("drain asked for and the drain time over, but the core is %q", out.Drain)
@@ -329,9 +339,15 @@ func checkLiveness(cfg *config.Config, m inputs, learned map[string][]netip.Pref
 		routes[r.Prefix] = r.NextHops
 	}
 	viaHealthy := map[netip.Prefix]bool{}
+	healthy := map[string]bool{}
 	for _, tn := range cfg.Tunnels {
 		n := tn.Name
-		if !(m.established[n] && m.ipsec[n] && m.bfdUp(n) && !tunnelCheck[n]) {
+		healthy[n] = m.established[n] && m.ipsec[n] && m.bfdUp(n) && !tunnelCheck[n]
+	}
+	shortest := shortestPaths(cfg, healthy, learned)
+	for _, tn := range cfg.Tunnels {
+		n := tn.Name
+		if !healthy[n] {
 			continue
 		}
 		checked++
@@ -344,10 +360,11 @@ func checkLiveness(cfg *config.Config, m inputs, learned map[string][]netip.Pref
 				return 0, fmt.Errorf("healthy tunnel %s, past every hold-down, does not announce %s (announces %v)", n, p, got)
 			}
 		}
-		for _, p := range learned[n] {
+		for _, l := range learned[n] {
+			p := l.Prefix
 			viaHealthy[p] = true
-			if !slices.Contains(routes[p], tn.InsideRemote) {
-				return 0, fmt.Errorf("healthy tunnel %s learned %s, but the route is %v", n, p, routes[p])
+			if !slices.Contains(routes[p], tn.InsideRemote) && model.PathLen(l.ASPath) == shortest[p].length {
+				return 0, fmt.Errorf("healthy tunnel %s learned %s with a shortest AS path, but the route is %v", n, p, routes[p])
 			}
 		}
 	}
@@ -360,12 +377,42 @@ func checkLiveness(cfg *config.Config, m inputs, learned map[string][]netip.Pref
 			got = append(got, a.Prefix)
 		}
 		for p := range viaHealthy {
-			if p.Addr().Is4() == cp.Address.Is4() && !slices.Contains(got, p) {
+			if p.Addr().Is4() == cp.Address.Is4() && shortest[p].route.Exportable() && !slices.Contains(got, p) {
 				return 0, fmt.Errorf("cloud peer %s is not sent %s, learned over a healthy tunnel (sent %v)", cp.Name, p, got)
 			}
 		}
 	}
 	return checked, nil
+}
+
+// shortestPath is the model's best path of a learned prefix: the tunnels
+// whose AS path is shortest, and the first such route in the
+// configuration's order.
+type shortestPath struct {
+	length  int
+	tunnels []string
+	route   model.Learned
+}
+
+func shortestPaths(cfg *config.Config, healthy map[string]bool, learned map[string][]model.Learned) map[netip.Prefix]shortestPath {
+	out := map[netip.Prefix]shortestPath{}
+	for _, tn := range cfg.Tunnels {
+		if !healthy[tn.Name] {
+			continue
+		}
+		for _, l := range learned[tn.Name] {
+			n := model.PathLen(l.ASPath)
+			b, ok := out[l.Prefix]
+			switch {
+			case !ok || n < b.length:
+				out[l.Prefix] = shortestPath{length: n, tunnels: []string{tn.Name}, route: l}
+			case n == b.length:
+				b.tunnels = append(b.tunnels, tn.Name)
+				out[l.Prefix] = b
+			}
+		}
+	}
+	return out
 }
 
 // checkPairLiveness: settled (past the start grace), a device this
@@ -394,7 +441,7 @@ func checkPairLiveness(cfg *config.Config, m inputs, out Output) error {
 	return nil
 }
 
-func checkInvariants(cfg *config.Config, m inputs, learned map[string][]netip.Prefix, role config.Role, out Output) error {
+func checkInvariants(cfg *config.Config, m inputs, learned map[string][]model.Learned, role config.Role, out Output) error {
 	instanceOK := true
 	tunnelCheck := map[string]bool{}
 	for _, ch := range cfg.Health {
@@ -441,16 +488,26 @@ func checkInvariants(cfg *config.Config, m inputs, learned map[string][]netip.Pr
 	viaHealthy := map[netip.Prefix]bool{}
 	for _, tn := range cfg.Tunnels {
 		if healthy[tn.Name] {
-			for _, p := range learned[tn.Name] {
-				viaHealthy[p] = true
+			for _, l := range learned[tn.Name] {
+				viaHealthy[l.Prefix] = true
 			}
 		}
 	}
+	// Between the tunnels that carry (healthy, past their hold-downs: the
+	// check above keeps the routes to them), the shortest AS paths win.
+	carrying := map[string]bool{}
+	for _, ts := range out.Tunnels {
+		carrying[ts.Name] = ts.Carrying && healthy[ts.Name]
+	}
+	best := shortestPaths(cfg, carrying, learned)
 	for _, r := range out.Routes {
 		for _, nh := range r.NextHops {
 			for _, tn := range cfg.Tunnels {
 				if tn.InsideRemote == nh && !healthy[tn.Name] {
 					return fmt.Errorf("route %s via failed tunnel %s", r.Prefix, tn.Name)
+				}
+				if tn.InsideRemote == nh && !slices.Contains(best[r.Prefix].tunnels, tn.Name) {
+					return fmt.Errorf("route %s via tunnel %s, whose AS path is not the shortest (%+v)", r.Prefix, tn.Name, best[r.Prefix])
 				}
 			}
 		}
@@ -463,6 +520,16 @@ func checkInvariants(cfg *config.Config, m inputs, learned map[string][]netip.Pr
 		for _, a := range out.Announcements[cp.Name] {
 			if !viaHealthy[a.Prefix] && !halfOf(a.Prefix, viaHealthy) {
 				return fmt.Errorf("cloud peer %s gets %s, not learned over a healthy tunnel nor half of such a prefix", cp.Name, a.Prefix)
+			}
+			b := best[a.Prefix]
+			if !viaHealthy[a.Prefix] {
+				b = best[netip.PrefixFrom(a.Prefix.Addr(), a.Prefix.Bits()-1).Masked()]
+			}
+			if !b.route.Exportable() {
+				return fmt.Errorf("cloud peer %s gets %s, learned with communities %x (RFC 1997: not to another AS)", cp.Name, a.Prefix, b.route.Communities)
+			}
+			if !slices.EqualFunc(a.ASPath, b.route.ASPath, model.ASSegment.Equal) {
+				return fmt.Errorf("cloud peer %s gets %s with AS path %q, want the first shortest learned: %q", cp.Name, a.Prefix, model.PathString(a.ASPath), model.PathString(b.route.ASPath))
 			}
 		}
 	}

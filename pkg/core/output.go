@@ -67,8 +67,8 @@ func (c *Core) Output(now time.Time) Output {
 	}
 	announcing := c.drain != Drained && out.InstanceOK
 
-	nextHops := map[netip.Prefix][]netip.Addr{}
-	var takenLearned []netip.Prefix // learned from a device taken over
+	best := map[netip.Prefix]*bestPath{}
+	var taken []netip.Prefix // learned from a device taken over
 	for _, tc := range cfg.Tunnels {
 		t := c.tunnels[tc.Name]
 		st := TunnelStatus{Name: tc.Name, Flaps: t.gate.flaps}
@@ -89,36 +89,50 @@ func (c *Core) Output(now time.Time) Output {
 		}
 		out.Announcements[tc.Name] = anns
 		if st.Carrying {
-			for _, p := range t.learned {
-				nextHops[p] = append(nextHops[p], tc.InsideRemote)
+			for _, l := range t.learned {
+				best[l.Prefix] = best[l.Prefix].add(l, tc.InsideRemote)
 			}
 			if c.taken(tc.Device) {
-				takenLearned = append(takenLearned, t.learned...)
+				taken = append(taken, model.Prefixes(t.learned)...)
 			}
 		}
 	}
-	learned := make([]netip.Prefix, 0, len(nextHops))
-	for p := range nextHops {
+	learned := make([]netip.Prefix, 0, len(best))
+	for p := range best {
 		learned = append(learned, p)
 	}
 	slices.SortFunc(learned, comparePrefix)
 	for _, p := range learned {
-		hops := nextHops[p]
+		hops := best[p].hops
 		slices.SortFunc(hops, netip.Addr.Compare)
 		out.Routes = append(out.Routes, model.Route{Prefix: p, NextHops: slices.Compact(hops)})
 	}
-	slices.SortFunc(takenLearned, comparePrefix)
-	takenLearned = slices.Compact(takenLearned)
+	// What goes to the cloud side: the exportable best paths, and the
+	// takeover routes of those learned from a device taken over.
+	export := learned[:0:0]
+	for _, p := range learned {
+		if best[p].route.Exportable() {
+			export = append(export, p)
+		}
+	}
+	slices.SortFunc(taken, comparePrefix)
+	taken = slices.DeleteFunc(slices.Compact(taken), func(p netip.Prefix) bool { return !best[p].route.Exportable() })
+	withPath := func(p netip.Prefix) model.Announcement {
+		a := with(p)
+		a.ASPath = best[p].route.ASPath
+		return a
+	}
 	for _, cp := range cfg.CloudPeers {
 		anns := []model.Announcement{}
 		if announcing {
 			sameFamily := func(p netip.Prefix) bool { return p.Addr().Is4() == cp.Address.Is4() }
-			for _, p := range learned {
+			for _, p := range export {
 				if sameFamily(p) {
-					anns = append(anns, with(p))
+					anns = append(anns, withPath(p))
 				}
 			}
-			anns = merge(anns, c.winning(slices.DeleteFunc(slices.Clone(takenLearned), func(p netip.Prefix) bool { return !sameFamily(p) }), with))
+			mine := slices.DeleteFunc(slices.Clone(taken), func(p netip.Prefix) bool { return !sameFamily(p) })
+			anns = merge(anns, c.winning(mine, withPath))
 		}
 		out.Announcements[cp.Name] = anns
 	}
@@ -144,6 +158,28 @@ func (c *Core) Output(now time.Time) Output {
 	c.pairOutput(&out)
 	out.NextWake = c.nextWake(now)
 	return out
+}
+
+// bestPath is where a learned prefix goes: the route with the shortest AS
+// path (the first such in the configuration's order is passed on) and the
+// tunnels that sent a path that short.
+type bestPath struct {
+	route model.Learned
+	hops  []netip.Addr
+}
+
+// add considers route l from the tunnel peer at hop; b may be nil.
+func (b *bestPath) add(l model.Learned, hop netip.Addr) *bestPath {
+	n := model.PathLen(l.ASPath)
+	switch {
+	case b == nil:
+		return &bestPath{route: l, hops: []netip.Addr{hop}}
+	case n < model.PathLen(b.route.ASPath):
+		b.route, b.hops = l, append(b.hops[:0], hop)
+	case n == model.PathLen(b.route.ASPath):
+		b.hops = append(b.hops, hop)
+	}
+	return b
 }
 
 func (c *Core) reason(now time.Time, t *tunnel) string {

@@ -250,7 +250,9 @@ func (c *Core) winning(ps []netip.Prefix, with func(netip.Prefix) model.Announce
 	case config.TakeoverMoreSpecific:
 		for _, p := range ps {
 			for _, h := range halves(p) {
-				out = append(out, with(h))
+				a := with(p) // the prefix's own attributes, its AS path among them
+				a.Prefix = h
+				out = append(out, a)
 			}
 		}
 	case config.TakeoverMED:

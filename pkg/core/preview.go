@@ -2,11 +2,12 @@ package core
 
 import (
 	"maps"
-	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/filter"
+	"github.com/bgpgw/bgpgw/pkg/model"
 )
 
 // Preview returns the output the core would reach after Reconfigure(now,
@@ -15,12 +16,13 @@ import (
 // changed setting resets established again) and that every peer sends
 // the routes it sends now (sent, per tunnel peer: what it sent, accepted or
 // not; a tunnel missing from sent keeps what it has learned), filtered by
-// cfg's accept-lists. Tunnels that
+// cfg's import rules (pkg/filter). Tunnels that
 // are down now stay down, and hold-downs and checks keep their state, as
 // Reconfigure keeps them. It is what `bgpgw plan` shows.
-func (c *Core) Preview(now time.Time, cfg *config.Config, sent map[string][]netip.Prefix) Output {
+func (c *Core) Preview(now time.Time, cfg *config.Config, sent map[string][]model.Learned) Output {
 	p := c.clone()
 	p.Reconfigure(now, cfg)
+	never := filter.Never(cfg)
 	for _, tc := range cfg.Tunnels {
 		t := p.tunnels[tc.Name]
 		if _, existed := c.tunnels[tc.Name]; !existed {
@@ -30,25 +32,14 @@ func (c *Core) Preview(now time.Time, cfg *config.Config, sent map[string][]neti
 		if s, ok := sent[tc.Name]; ok && t.established {
 			t.learned = slices.Clone(s)
 		}
-		t.learned = slices.DeleteFunc(t.learned, func(pfx netip.Prefix) bool { return !accepts(tc, cfg.Announce, pfx) })
+		im := filter.ForTunnel(cfg, never, tc)
+		t.learned = slices.DeleteFunc(t.learned, func(l model.Learned) bool {
+			_, refused := im.Check(l.Prefix, l.ASPath)
+			return refused
+		})
 	}
 	p.refresh(now)
 	return p.Output(now)
-}
-
-// accepts reports whether tunnel t's import policy accepts p (the
-// accept-list, and never a default route nor a cloud prefix or a
-// more-specific of one), as the speaker applies it.
-func accepts(t config.Tunnel, announce []netip.Prefix, p netip.Prefix) bool {
-	if p.Bits() == 0 {
-		return false
-	}
-	for _, a := range announce {
-		if a.Addr().Is4() == p.Addr().Is4() && p.Bits() >= a.Bits() && a.Contains(p.Addr()) {
-			return false
-		}
-	}
-	return slices.ContainsFunc(t.Accept, func(r config.PrefixRange) bool { return r.Contains(p) })
 }
 
 // clone returns a deep copy of c.

@@ -174,10 +174,12 @@ func runTranscript(t *testing.T, path string) string {
 		require.NotNil(t, c, "%s:%d: config first", path, n)
 		args := w[3:]
 		switch w[2] {
-		case "session": // session PEER up|down [PREFIX...]
-			var learned []netip.Prefix
-			for _, p := range args[2:] {
-				learned = append(learned, netip.MustParsePrefix(p))
+		case "session": // session PEER up|down [ROUTE...], see parseLearned
+			var learned []model.Learned
+			for _, r := range args[2:] {
+				l, err := parseLearned(r)
+				require.NoError(t, err, "%s:%d", path, n)
+				learned = append(learned, l)
 			}
 			c.SessionState(now, args[0], args[1] == "up", learned)
 		case "tunnel":
@@ -361,6 +363,52 @@ func renderPair(o Output, epoch time.Time) string {
 	return b.String()
 }
 
+// parseLearned parses a learned route: PREFIX[@AS.AS...][+COMMUNITY...],
+// AS "{A.B}" an AS_SET, COMMUNITY no-export, no-advertise or
+// no-export-subconfed. "10.1.0.0/16@65020.65010+no-export".
+func parseLearned(s string) (model.Learned, error) {
+	parts := strings.Split(s, "+")
+	pfx, path, _ := strings.Cut(parts[0], "@")
+	p, err := netip.ParsePrefix(pfx)
+	if err != nil {
+		return model.Learned{}, err
+	}
+	l := model.Learned{Prefix: p}
+	if path != "" {
+		for _, as := range strings.Split(path, ".") {
+			set := strings.HasPrefix(as, "{")
+			var seg model.ASSegment
+			for _, a := range strings.Split(strings.Trim(as, "{}"), ",") {
+				n, err := strconv.ParseUint(a, 10, 32)
+				if err != nil {
+					return model.Learned{}, fmt.Errorf("AS %q: %w", a, err)
+				}
+				seg.ASNs = append(seg.ASNs, uint32(n))
+			}
+			if k := len(l.ASPath) - 1; !set && k >= 0 && !l.ASPath[k].Set {
+				l.ASPath[k].ASNs = append(l.ASPath[k].ASNs, seg.ASNs...)
+				continue
+			}
+			seg.Set = set
+			l.ASPath = append(l.ASPath, seg)
+		}
+	}
+	for _, c := range parts[1:] {
+		switch c {
+		case "no-export":
+			l.Communities = append(l.Communities, model.CommunityNoExport)
+		case "no-advertise":
+			l.Communities = append(l.Communities, model.CommunityNoAdvertise)
+		case "no-export-subconfed":
+			l.Communities = append(l.Communities, model.CommunityNoExportSubconfed)
+		default:
+			return model.Learned{}, fmt.Errorf("community %q", c)
+		}
+	}
+	slices.Sort(l.Communities)
+	return l, nil
+}
+
 func renderAnns(anns []model.Announcement) string {
 	if len(anns) == 0 {
 		return " -"
@@ -385,6 +433,9 @@ func renderAnns(anns []model.Announcement) string {
 	var attrs []string
 	if a.Prepend > 0 {
 		attrs = append(attrs, fmt.Sprintf("prepend %d", a.Prepend))
+	}
+	if len(a.ASPath) > 0 {
+		attrs = append(attrs, "path "+model.PathString(a.ASPath))
 	}
 	if a.HasMED {
 		attrs = append(attrs, fmt.Sprintf("med %d", a.MED))

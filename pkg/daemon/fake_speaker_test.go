@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/bgpgw/bgpgw/pkg/bgp"
+	"github.com/bgpgw/bgpgw/pkg/filter"
+	"github.com/bgpgw/bgpgw/pkg/model"
 )
 
 // callLog is the ordered record of every call the loop made to the fakes,
@@ -100,7 +102,7 @@ func (l *callLog) waitFor(t testing.TB, timeout time.Duration, what string, cond
 // sessionState is what the test says a session is.
 type sessionState struct {
 	state    bgp.SessionState
-	received []netip.Prefix
+	received []model.Learned
 }
 
 // fakeSpeaker is a bgp.Speaker that holds the peers, shutdowns and
@@ -116,7 +118,7 @@ type fakeSpeaker struct {
 	down      map[string]bool           // held down now
 	announced map[string]map[netip.Prefix]bgp.Announcement
 	states    map[string]sessionState
-	never     []netip.Prefix
+	never     []filter.Rule
 	// check validates one announcement to one peer (nil: anything goes).
 	check func(peer string, kind bgp.PeerKind, a bgp.Announcement) error
 	// Counters for the tests and the sync helpers.
@@ -215,7 +217,7 @@ func (s *fakeSpeaker) SetPeers(_ context.Context, peers []bgp.PeerConfig) error 
 	return nil
 }
 
-func (s *fakeSpeaker) SetNever(_ context.Context, never []netip.Prefix) error {
+func (s *fakeSpeaker) SetNever(_ context.Context, never []filter.Rule) error {
 	s.log.mu.Lock()
 	defer s.log.mu.Unlock()
 	s.never = slices.Clone(never)
@@ -443,7 +445,7 @@ func (s *fakeSpeaker) setSessions(states map[string]sessionState) {
 func sessUp(received ...string) sessionState {
 	st := sessionState{state: bgp.StateEstablished}
 	for _, p := range received {
-		st.received = append(st.received, netip.MustParsePrefix(p))
+		st.received = append(st.received, model.Learned{Prefix: netip.MustParsePrefix(p)})
 	}
 	return st
 }

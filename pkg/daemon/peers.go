@@ -1,15 +1,18 @@
 package daemon
 
 import (
+	"slices"
+
 	"github.com/bgpgw/bgpgw/pkg/bgp"
 	"github.com/bgpgw/bgpgw/pkg/config"
+	"github.com/bgpgw/bgpgw/pkg/filter"
 )
 
 func global(c *config.Config) bgp.Global {
 	return bgp.Global{
 		ASN: c.BGP.ASN, RouterID: c.BGP.RouterID,
 		ListenPort: c.BGP.ListenPort, ListenAddresses: c.BGP.ListenAddresses,
-		Never: c.Announce, GRPCListen: c.BGP.GRPCListen,
+		Never: filter.Never(c), GRPCListen: c.BGP.GRPCListen,
 	}
 }
 
@@ -20,10 +23,8 @@ func peers(c *config.Config) []bgp.PeerConfig {
 		p := base
 		p.Name, p.Kind, p.PeerASN = t.Name, bgp.KindTunnel, t.PeerASN
 		p.Address, p.LocalAddress = t.InsideRemote, t.InsideLocal.Addr()
-		p.Password, p.MaxPrefixes = t.Password.Reveal(), t.MaxPrefixes
-		for _, r := range t.Accept {
-			p.Accept = append(p.Accept, bgp.PrefixRange{Prefix: r.Prefix, MaxLen: r.MaxLen})
-		}
+		p.Password, p.MaxPrefixes, p.MaxASPath = t.Password.Reveal(), t.MaxPrefixes, t.MaxASPath
+		p.Accept = slices.Clone(t.Accept)
 		out = append(out, p)
 	}
 	for _, cp := range c.CloudPeers {

@@ -68,18 +68,14 @@ func emptyPlan(file string) api.Plan {
 func (d *Daemon) planFor(file string, next *config.Config) api.Plan {
 	p := emptyPlan(file)
 	cur := d.cfg
-	// What each tunnel peer would send after the reload: what it has sent
-	// and was accepted; and what was refused too when its accept-list
-	// changes (its session is reset and re-filtered). Refused for an AS
-	// loop looks the same as refused by the accept-list: such a route that
-	// the new list covers is predicted accepted.
-	sent := map[string][]netip.Prefix{}
-	curPeers, nextPeers := peersByName(cur), peersByName(next)
+	// What each tunnel peer would send after the reload: what it has sent,
+	// accepted or refused; the preview applies the new import rules.
+	sent := map[string][]model.Learned{}
 	for _, s := range d.sessions {
 		if s.Kind == bgp.KindTunnel && s.State == bgp.StateEstablished {
-			sent[s.Name] = s.Received
-			if n, ok := nextPeers[s.Name]; ok && !slices.Equal(n.Accept, curPeers[s.Name].Accept) {
-				sent[s.Name] = slices.Concat(s.Received, s.Rejected)
+			sent[s.Name] = slices.Clone(s.Received)
+			for _, r := range s.Rejected {
+				sent[s.Name] = append(sent[s.Name], r.Learned)
 			}
 		}
 	}

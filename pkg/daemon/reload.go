@@ -12,6 +12,7 @@ import (
 	"github.com/bgpgw/bgpgw/pkg/api"
 	"github.com/bgpgw/bgpgw/pkg/config"
 	"github.com/bgpgw/bgpgw/pkg/configfile"
+	"github.com/bgpgw/bgpgw/pkg/filter"
 	"github.com/bgpgw/bgpgw/pkg/health"
 )
 
@@ -79,7 +80,7 @@ func (d *Daemon) applyConfig(ctx context.Context, next *config.Config) (api.Plan
 	// when they did not change, and retried by the next reload if it
 	// failed); sessions are added, removed or recreated only where their
 	// settings changed.
-	if err := d.speaker.SetNever(ctx, next.Announce); err != nil {
+	if err := d.speaker.SetNever(ctx, filter.Never(next)); err != nil {
 		errs = append(errs, fmt.Errorf("cloud prefixes in the import policy: %w", err))
 	}
 	if err := d.speaker.SetPeers(ctx, peers(next)); err != nil {

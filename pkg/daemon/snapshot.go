@@ -11,6 +11,7 @@ import (
 	"github.com/bgpgw/bgpgw/pkg/config"
 	"github.com/bgpgw/bgpgw/pkg/core"
 	"github.com/bgpgw/bgpgw/pkg/ipsec"
+	"github.com/bgpgw/bgpgw/pkg/model"
 	"github.com/bgpgw/bgpgw/pkg/route"
 )
 
@@ -132,7 +133,22 @@ func apiPeer(p bgp.PeerStatus, now time.Time, lists bool) api.Peer {
 		ReceivedCount: len(p.Received), RejectedCount: len(p.Rejected),
 	}
 	if lists {
-		ap.Received, ap.Rejected = strs(p.Received), strs(p.Rejected)
+		ap.Received = strs(model.Prefixes(p.Received))
+		ap.Rejected = make([]string, 0, len(p.Rejected))
+		for _, r := range p.Rejected {
+			ap.Rejected = append(ap.Rejected, r.Prefix.String())
+		}
+	}
+	for i, r := range p.Rejected {
+		if ap.RejectedReasons == nil {
+			ap.RejectedReasons = map[string]int{}
+		}
+		ap.RejectedReasons[string(r.Reason)]++
+		if lists && i < api.MaxRejectedRoutes {
+			ap.RejectedRoutes = append(ap.RejectedRoutes, api.RejectedRoute{
+				Prefix: r.Prefix.String(), ASPath: model.PathString(r.ASPath), Reason: string(r.Reason), Detail: r.Detail,
+			})
+		}
 	}
 	if !p.Since.IsZero() {
 		since := p.Since.UTC()

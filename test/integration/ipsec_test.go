@@ -266,6 +266,12 @@ func TestIPsecTunnel(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "up", st.Tunnels[0].IPsec.State, "IKE still up: BFD found the dead data plane")
 	assert.Contains(t, st.Tunnels[0].Reason, "BFD down")
+	// The session was reset with Cease subcode 10, BFD Down (RFC 9384),
+	// and the RFC 8203 text; FRR's neighbor says so.
+	require.NoError(t, lab.Poll(ctx, 50*time.Millisecond, func() (bool, error) {
+		out, err := x.opFRR.Vtysh(ctx, "show bgp neighbors json")
+		return strings.Contains(out, "BFD Down"), err
+	}), "FRR was told the session closed for BFD Down\n%s", x.diag())
 	_, err = x.gwNS.Exec(ctx, "nft", "delete table inet bgwesp")
 	require.NoError(t, err)
 	x.waitCarrying(ctx, "ESP flowing again")

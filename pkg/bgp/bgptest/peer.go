@@ -90,3 +90,61 @@ func (p *Peer) Routes() (map[netip.Prefix][]uint32, error) {
 		})
 	return out, err
 }
+
+// Route is a route the peer announces: the AS path after its own AS
+// (which its speaker prepends, eBGP's rule) and standard communities.
+type Route struct {
+	Prefix      netip.Prefix
+	ASPath      []uint32
+	Communities []uint32
+}
+
+// Announce adds routes to what the peer announces (IPv4).
+func (p *Peer) Announce(routes ...Route) error {
+	var paths []*apiutil.Path
+	for _, r := range routes {
+		nlri, err := bgp.NewIPAddrPrefix(r.Prefix)
+		if err != nil {
+			return err
+		}
+		nh, err := bgp.NewPathAttributeNextHop(p.Addr)
+		if err != nil {
+			return err
+		}
+		attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP), nh}
+		if len(r.ASPath) > 0 {
+			attrs = append(attrs, bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, r.ASPath)}))
+		}
+		if len(r.Communities) > 0 {
+			attrs = append(attrs, bgp.NewPathAttributeCommunities(r.Communities))
+		}
+		paths = append(paths, &apiutil.Path{Family: bgp.RF_IPv4_UC, Nlri: nlri, Attrs: attrs})
+	}
+	_, err := p.s.AddPath(apiutil.AddPathRequest{Paths: paths})
+	return err
+}
+
+// ASPaths returns the AS path of each IPv4 route the peer holds (the
+// segments' ASNs in order).
+func (p *Peer) ASPaths() (map[netip.Prefix][]uint32, error) {
+	out := map[netip.Prefix][]uint32{}
+	err := p.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: bgp.RF_IPv4_UC},
+		func(nlri bgp.NLRI, paths []*apiutil.Path) {
+			pfx, ok := nlri.(*bgp.IPAddrPrefix)
+			if !ok {
+				return
+			}
+			for _, path := range paths {
+				asns := []uint32{}
+				for _, a := range path.Attrs {
+					if as, ok := a.(*bgp.PathAttributeAsPath); ok {
+						for _, seg := range as.Value {
+							asns = append(asns, seg.GetAS()...)
+						}
+					}
+				}
+				out[pfx.Prefix] = asns
+			}
+		})
+	return out, err
+}
