@@ -71,7 +71,7 @@ CHECK_SKIP := $(CHECK_SKIP)|TestUnitVerifies
 check:
 	$(GO) test -race -count=1 -timeout 5m -tags nonetns -skip '^($(CHECK_SKIP))$$' $(CHECK_PKGS)
 
-# The core's BFD rules, each mutated in a copy of the tree (15 mutations):
+# The core's BFD, pair and route rules, each mutated in a copy of the tree (30 mutations):
 # every mutation must make go test ./pkg/core fail.
 mutate:
 	bash scripts/mutate-core.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mutation proof for pkg/core's BFD and pair rules (pkg/core/bfd.go, pair.go): each mutation
+# Mutation proof for pkg/core's BFD, pair and route rules (pkg/core/bfd.go, pair.go, output.go): each mutation
 # breaks one rule with one small source change, in a temporary copy of the
 # repository (never in place), and runs `go test ./pkg/core/`. A mutation
 # the tests catch (they fail) prints "caught" and the failing tests; one they
@@ -123,6 +123,18 @@ mutation "pair: a partner that never carried the device replaced" pair.go \
 	'case !c.pair.seen[d]:' 'case false:'
 mutation "pair: halves wrong" pair.go \
 	'b[p.Bits()/8] |= 0x80 >> (p.Bits() % 8)' 'b[p.Bits()/8] |= 0x40 >> (p.Bits() % 8)'
+
+# The route rules (pkg/core/output.go): AS path and RFC 1997.
+mutation "routes: NO_EXPORT passed on" output.go \
+	'if best[p].route.Exportable() {' 'if true {'
+mutation "routes: NO_EXPORT's takeover halves passed on" output.go \
+	'return !best[p].route.Exportable() })' 'return false })'
+mutation "routes: learned AS path dropped" output.go \
+	'a.ASPath = best[p].route.ASPath' 'a.ASPath = nil'
+mutation "routes: a longer AS path routed too (ECMP over every tunnel)" output.go \
+	'case n == model.PathLen(b.route.ASPath):' 'case n >= model.PathLen(b.route.ASPath):'
+mutation "routes: the last shortest path passed on, not the first" output.go \
+	'case n < model.PathLen(b.route.ASPath):' 'case n <= model.PathLen(b.route.ASPath):'
 
 if [ "$missed" -ne 0 ]; then
 	echo "mutate-core: some mutations were MISSED" >&2

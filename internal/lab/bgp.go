@@ -54,13 +54,24 @@ type Neighbor struct {
 // BGPPrefixes returns FRR's IPv4 unicast table, one entry per prefix: its
 // best path, or its first path when none is best.
 func (f *FRR) BGPPrefixes(ctx context.Context) (map[string]BGPRoute, error) {
-	out, err := f.Vtysh(ctx, "show bgp ipv4 unicast json")
+	return f.bgpTable(ctx, "ipv4")
+}
+
+// BGPPrefixes6 is BGPPrefixes for the IPv6 unicast table. NextHops hold
+// the global next hop and, when the path has one, the link-local one.
+func (f *FRR) BGPPrefixes6(ctx context.Context) (map[string]BGPRoute, error) {
+	return f.bgpTable(ctx, "ipv6")
+}
+
+func (f *FRR) bgpTable(ctx context.Context, afi string) (map[string]BGPRoute, error) {
+	cmd := "show bgp " + afi + " unicast json"
+	out, err := f.Vtysh(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
 	routes, err := parseBGPTable([]byte(out))
 	if err != nil {
-		return nil, fmt.Errorf("frr %s: show bgp ipv4 unicast json: %w", f.instance, err)
+		return nil, fmt.Errorf("frr %s: %s: %w", f.instance, cmd, err)
 	}
 	return routes, nil
 }
