@@ -11,10 +11,11 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/bgpgw ./cmd/bgpgw
 
-# Debian packages for the lab (FRR, strongSwan and its plugin packages,
-# tcpdump, iproute2, nftables), installed when missing, then verified (FRR's
-# daemons, charon's plugins, the tools): a missing piece stops here with one
-# line naming it. DEPS=check verifies without installing anything.
+# Debian packages for the lab (FRR, BIRD 2, strongSwan and its plugin
+# packages, tcpdump, iproute2, nftables), installed when missing, then
+# verified (FRR's daemons, bird and birdc, charon's plugins, the tools): a
+# missing piece stops here with one line naming it. DEPS=check verifies
+# without installing anything.
 deps:
 	./scripts/install-deps.sh $(if $(filter check,$(DEPS)),--check)
 	$(GO) mod download
@@ -33,8 +34,8 @@ test: deps lint
 	$(MAKE) mutate
 	@# The patched copy of govici (third_party/govici/BGPGW.md) is its own module.
 	cd third_party/govici && $(GO) test -race -count=1 ./vici/
-	@# So is GoBGP's (third_party/gobgp/BGPGW.md): its patch's regression test.
-	cd third_party/gobgp && $(GO) test -race -count=1 -run TestResetPeerCease ./pkg/server/
+	@# So is GoBGP's (third_party/gobgp/BGPGW.md): its patches' regression tests.
+	cd third_party/gobgp && $(GO) test -race -count=1 -run 'TestResetPeerCease|TestWithdrawAll' ./pkg/server/
 	@# The BFD interop test checks detection within detection time + 50 ms:
 	@# it runs alone, not beside the FRR-heavy packages.
 	$(GO) test -race -count=1 -p 1 -timeout 10m ./test/bfd/...
@@ -61,10 +62,13 @@ CHECK_PKGS := ./pkg/... ./internal/... ./deploy/... ./test/udpprobe/
 CHECK_SKIP := TestKernel|TestLinkWatcher|TestLinkWatcherResync
 # pkg/ipsec: a network namespace, TUN and XFRM devices
 CHECK_SKIP := $(CHECK_SKIP)|TestLibipsecKernel|TestXfrmKernel
-# internal/lab: lab namespaces with FRR and charon; /proc/sys/kernel writes
+# internal/lab: lab namespaces with FRR, BIRD and charon; /proc/sys/kernel
+# writes; the bird binary (bird2)
 CHECK_SKIP := $(CHECK_SKIP)|TestCharonTunnel|TestLabTwoRouters|TestTrafficNoLoss|TestTrafficFinish|TestTrafficOutage|TestAutogroupOff
-# internal/clab: deployed topologies
+CHECK_SKIP := $(CHECK_SKIP)|TestLabBIRD|TestCheckBIRDConfig
+# internal/clab: deployed topologies; the bird binary (bird -p on the BIRD configurations)
 CHECK_SKIP := $(CHECK_SKIP)|TestDeployActiveStandby|TestDeployActiveActive|TestDeployActiveActiveNoBFD|TestDeployTwoOnprem|TestDeployVNetToVNet|TestDeployRunner|TestDeployFailures
+CHECK_SKIP := $(CHECK_SKIP)|TestDeployActiveActiveBird|TestBIRDConfigsParse
 # deploy/systemd: systemd-analyze, installed with apt-get when missing
 CHECK_SKIP := $(CHECK_SKIP)|TestUnitVerifies
 
@@ -136,6 +140,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz 'FuzzParseSAs$$' -fuzztime $(FUZZTIME) ./pkg/ipsec/
 	$(GO) test -run XXX -fuzz 'FuzzParseCounters$$' -fuzztime $(FUZZTIME) ./internal/failover/
 	$(GO) test -run XXX -fuzz 'FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/pair/
+	$(GO) test -run XXX -fuzz 'FuzzParseBIRD$$' -fuzztime $(FUZZTIME) ./internal/lab/
 
 clean:
 	rm -rf bin

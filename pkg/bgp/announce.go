@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 
 	api "github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
@@ -105,14 +106,17 @@ func (a *GoBGP) apply(ctx context.Context, want map[netip.Prefix]*ribEntry, want
 			errs = append(errs, err)
 		}
 	}
-	for _, peer := range sortedKeys(opened) {
-		if err := a.setGate(ctx, peer, true); err != nil {
+	if len(opened) > 0 {
+		peers := sortedKeys(opened)
+		if err := a.setGates(ctx, peers, true); err != nil {
 			errs = append(errs, err) // still closed, nothing stale: the next call retries
-			continue
+		} else {
+			for _, peer := range peers {
+				delete(a.gateClosed, peer)
+			}
+			// Paths the peers get back unchanged go out with a soft reset.
+			p.refresh = union(p.refresh, peers)
 		}
-		delete(a.gateClosed, peer)
-		// Paths the peer gets back unchanged go out with a soft reset.
-		p.refresh = union(p.refresh, []string{peer})
 	}
 	if len(p.upserts) > 0 {
 		paths := make([]*apiutil.Path, 0, len(p.upserts))
@@ -181,14 +185,20 @@ func (a *GoBGP) refreshOut(ctx context.Context, peer string) error {
 	return nil
 }
 
-// setGate opens a peer's gate (takes its address out of its shut set) or
-// closes it (puts it in: the export policy rejects everything for the peer).
-func (a *GoBGP) setGate(ctx context.Context, peer string, open bool) error {
-	cfg, ok := a.peers[peer]
-	if !ok {
+// setGates opens the gates of peers (takes their addresses out of the shut
+// set) or closes them (puts them in: the export policy rejects everything
+// for them), in one change of the set.
+func (a *GoBGP) setGates(ctx context.Context, peers []string, open bool) error {
+	var addrs []string
+	for _, peer := range peers {
+		if cfg, ok := a.peers[peer]; ok {
+			addrs = append(addrs, hostPrefix(cfg.Address))
+		}
+	}
+	if len(addrs) == 0 {
 		return nil
 	}
-	set := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: shutSet(peer), List: []string{hostPrefix(cfg.Address)}}
+	set := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: setShut, List: addrs}
 	var err error
 	if open {
 		err = a.s.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: set})
@@ -196,7 +206,7 @@ func (a *GoBGP) setGate(ctx context.Context, peer string, open bool) error {
 		err = a.s.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: set})
 	}
 	if err != nil {
-		return fmt.Errorf("peer %s: export gate: %w", peer, err)
+		return fmt.Errorf("peers %s: export gate: %w", strings.Join(peers, ", "), err)
 	}
 	return nil
 }

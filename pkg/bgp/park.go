@@ -3,8 +3,10 @@ package bgp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
@@ -15,8 +17,9 @@ import (
 // When a peer loses every prefix it had (a tunnel fails, an instance-scope
 // check fails, a drain ends), SetAnnouncements closes its gate (puts its
 // address in the neighbor set of the export statement that rejects) and
-// runs one soft reset out: GoBGP withdraws everything in a single pass over
-// the RIB, in as few UPDATEs as fit. That is the whole withdrawal: nothing
+// has GoBGP withdraw everything the peer was sent (WithdrawAll, bgpgw's
+// patch of GoBGP: every emptied peer in one call, no export policy run),
+// in as few UPDATEs as fit. That is the whole withdrawal: nothing
 // per prefix comes before it. The peer's export set is left as it was
 // behind the closed gate, and tidied when the peer is wanted again, just
 // before its gate opens. A path that no peer wants any more is then not
@@ -119,27 +122,30 @@ type gateResult struct {
 }
 
 // closeGates withdraws everything from peers that lose everything: their
-// gates close first, then one soft reset out each. Caller holds a.mu.
+// gates close, in one change of the shut set, then GoBGP withdraws from
+// each everything it was sent, in one call for all of them (WithdrawAll,
+// bgpgw's patch: no export policy run per path and peer). Caller holds a.mu.
 func (a *GoBGP) closeGates(ctx context.Context, peers []string) (gateResult, []error) {
 	var r gateResult
-	var errs []error
+	if len(peers) == 0 {
+		return r, nil
+	}
+	if err := a.setGates(ctx, peers, false); err != nil {
+		return r, []error{err}
+	}
+	r.closed = peers
+	var addrs []string
 	for _, peer := range peers {
-		if err := a.setGate(ctx, peer, false); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		r.closed = append(r.closed, peer)
 		if _, ok := a.gateClosed[peer]; !ok {
 			a.gateClosed[peer] = nil
 		}
+		addrs = append(addrs, a.peers[peer].Address.String())
 	}
-	for _, peer := range r.closed {
-		if err := a.refreshOut(ctx, peer); err != nil {
-			errs = append(errs, err)
-			r.notReset = append(r.notReset, peer)
-		}
+	if err := a.s.WithdrawAll(ctx, addrs); err != nil {
+		r.notReset = peers // a soft reset out each withdraws them instead
+		return r, []error{fmt.Errorf("peers %s: withdraw: %w", strings.Join(peers, ", "), err)}
 	}
-	return r, errs
+	return r, nil
 }
 
 // reopening are the peers behind a closed gate that are wanted again.

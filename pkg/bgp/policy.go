@@ -26,13 +26,14 @@ import (
 // GoBGP itself drops a route whose AS path holds the local AS.
 //
 // Export, first match wins:
-//  1. per peer, to a neighbor in the peer's shut set: rejected. The shut
-//     set holds the sentinel 0.0.0.0/32, which no peer has, and the
-//     peer's address while its gate is closed: that rejects everything for
-//     the peer in one step, which is how a peer that loses all its
-//     prefixes is withdrawn from (see park.go). These statements come
-//     first and test only the neighbor, so a closed gate costs no prefix
-//     lookup (GoBGP tests a statement's prefix set before its neighbor set);
+//  1. to a neighbor in the shut set: rejected. The shut set holds the
+//     sentinel 0.0.0.0/32, which no peer has, and the address of every
+//     peer whose gate is closed: that rejects everything for the peer in
+//     one step, which is how a peer that loses all its prefixes is
+//     withdrawn from (see park.go), and closing many gates is one change
+//     of one set. This statement comes first and tests only the neighbor,
+//     so a closed gate costs no prefix lookup (GoBGP tests a statement's
+//     prefix set before its neighbor set);
 //  2. per peer, to that neighbor AND a local route AND in the peer's export
 //     set: accepted. The export sets are what SetAnnouncements keeps up to
 //     date. GoBGP rejects an empty prefix set, so every set holds a
@@ -50,7 +51,8 @@ var (
 
 func nbrSet(peer string) string { return "nbr-" + peer }
 
-func shutSet(peer string) string { return "shut-" + peer }
+// setShut is the neighbor set of the closed gates.
+const setShut = "shut"
 
 // hostPrefix is the neighbor-set entry of one address.
 func hostPrefix(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
@@ -117,22 +119,22 @@ func (a *GoBGP) policyRequest() *api.SetPoliciesRequest {
 			out[peer][v6] = append(out[peer][v6], apiPrefix(pfx, pfx.Bits()))
 		}
 	}
-	var shut []*api.Statement
+	req.DefinedSets = append(req.DefinedSets, &api.DefinedSet{
+		DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR,
+		Name:        setShut,
+		List:        []string{shutSentinel},
+	})
+	shut := []*api.Statement{{
+		Name:       "shut",
+		Conditions: &api.Conditions{NeighborSet: anyOf(setShut)},
+		Actions:    accept(api.RouteAction_ROUTE_ACTION_REJECT),
+	}}
 	for _, name := range sortedKeys(a.peers) {
 		p := a.peers[name]
 		req.DefinedSets = append(req.DefinedSets, &api.DefinedSet{
 			DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR,
 			Name:        nbrSet(name),
 			List:        []string{hostPrefix(p.Address)},
-		}, &api.DefinedSet{
-			DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR,
-			Name:        shutSet(name),
-			List:        []string{shutSentinel},
-		})
-		shut = append(shut, &api.Statement{
-			Name:       "shut-" + name,
-			Conditions: &api.Conditions{NeighborSet: anyOf(shutSet(name))},
-			Actions:    accept(api.RouteAction_ROUTE_ACTION_REJECT),
 		})
 		if p.Kind == KindTunnel && p.MaxASPath > 0 {
 			imp.Statements = append(imp.Statements, &api.Statement{

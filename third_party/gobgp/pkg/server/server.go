@@ -2908,6 +2908,54 @@ func (s *BgpServer) softResetOut(addr string, family bgp.Family, deferral bool) 
 	return nil
 }
 
+// WithdrawAll withdraws, from each established peer in addrs, every path
+// it has been sent, in one management operation: softResetOut's walk over
+// the best paths without the export policy, for a caller whose policy now
+// rejects everything for these peers. bgpgw patch
+// (third_party/gobgp/BGPGW.md): a soft reset out per peer runs the export
+// policy and rebuilds the attributes of every path for every peer, one
+// peer after the other, ~60 ms per peer at 10,000 paths on 2 vCPUs; this
+// hands each peer its withdrawals after a lookup per path, and each peer's
+// own goroutine packs them into UPDATEs, in parallel.
+func (s *BgpServer) WithdrawAll(ctx context.Context, addrs []string) error {
+	return s.mgmtOperation(func() error {
+		var targets []*peer
+		for _, addr := range addrs {
+			peers, err := s.addrToPeers(addr)
+			if err != nil {
+				return err
+			}
+			targets = append(targets, peers...)
+		}
+		for _, peer := range targets {
+			if peer.State() != bgp.BGP_FSM_ESTABLISHED {
+				continue
+			}
+			s.withdrawAllSent(peer)
+		}
+		return nil
+	}, true)
+}
+
+func (s *BgpServer) withdrawAllSent(peer *peer) {
+	peer.routeRefreshInProgress.Lock()
+	defer peer.routeRefreshInProgress.Unlock()
+	var withdrawals []*table.Path
+	for _, family := range peer.toGlobalFamilies(familiesForSoftreset(peer, bgp.Family(0))) {
+		for _, path := range s.getPossibleBest(peer, family) {
+			path = filteredPathForPeer(peer, path)
+			if path == nil || path.IsEOR() || !peer.IsFamilyEnabled(path.GetFamily()) || !peer.hasPathAlreadyBeenSent(path) {
+				continue
+			}
+			withdrawals = append(withdrawals, path.Clone(true))
+		}
+	}
+	if len(withdrawals) > 0 {
+		peer.updateRoutes(withdrawals...)
+		sendfsmOutgoingMsg(peer, withdrawals)
+	}
+}
+
 func (s *BgpServer) sResetIn(addr string, family bgp.Family) error {
 	s.logger.Info("Neighbor soft reset in",
 		slog.String("Topic", "Operation"),
