@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 60s
 
-.PHONY: all build deps lint test check mutate unit integration demo bench bench-bfd bench-failover failover-ci fuzz clean
+.PHONY: all build deps lint test check mutate unit integration demo bench bench-bfd bench-scale bench-failover failover-ci fuzz clean
 
 all: build
 
@@ -40,7 +40,8 @@ test: deps lint
 	@# it runs alone, not beside the FRR-heavy packages.
 	$(GO) test -race -count=1 -p 1 -timeout 10m ./test/bfd/...
 	@# The failover suite on the active-active topology (and a silent instance
-	@# on its variant without BFD on the on-prem router), alone on the machine:
+	@# on its variant without BFD on the on-prem router, five faults on its
+	@# variant with BIRD on the on-prem router), alone on the machine:
 	@# fails when a planned or pair fault loses a datagram, another fault's
 	@# outage exceeds 1 s, or the pair does not come back.
 	$(MAKE) failover-ci
@@ -83,12 +84,17 @@ mutate:
 # Every fault on active-active with bgpgw, then one takeover fault: gw1
 # silent before an on-prem router without BFD (active-active-nobfd), where
 # only the pair's takeover keeps the outage under the 1 s limit (without it,
-# up to the router's BGP hold time: 7-8.5 s measured). One report:
-# bench/out/failover-ci.json.
+# up to the router's BGP hold time: 7-8.5 s measured); then the faults
+# where the on-prem router's own behaviour counts (BFD, graceful shutdown,
+# taking a gateway back) with BIRD instead of FRR on it
+# (active-active-bird). One report: bench/out/failover-ci.json.
 failover-ci: deps
 	$(GO) run ./bench/failover -topologies active-active -stacks bgpgw -ci \
 	  -out bench/out/failover-ci.json -svg bench/out/failover-ci -logs bench/out/failover-ci-logs
 	$(GO) run ./bench/failover -topologies active-active-nobfd -stacks bgpgw -faults silent -ci \
+	  -merge bench/out/failover-ci.json -out bench/out/failover-ci.json -svg bench/out/failover-ci \
+	  -logs bench/out/failover-ci-logs
+	$(GO) run ./bench/failover -topologies active-active-bird -stacks bgpgw -faults drain,kill-charon,silent,esp-drop,rejoin -ci \
 	  -merge bench/out/failover-ci.json -out bench/out/failover-ci.json -svg bench/out/failover-ci \
 	  -logs bench/out/failover-ci-logs
 
@@ -121,6 +127,16 @@ bench:
 	$(GO) run ./bench/withdraw -runs 200 -out bench/out/withdraw.json
 	$(GO) run ./bench/withdraw -runs 100 -sizes 100,10000 -peers 4 -out bench/out/withdraw-4peers.json
 	$(GO) run ./bench/withdraw -runs 200 -sizes 10000 -scrape 100ms -out bench/out/withdraw-scrape.json
+
+# Scale: 1, 10 and 100 tunnel peers (processes of their own, 10 peers each)
+# x 100, 1,000 and 10,000 announced prefixes, 1,000 learned per peer: health
+# event to the last peer's last withdrawal (p50/p99), start-up, RSS, CPU idle
+# and during the runs: bench/out/scale.json and a table. Then 100 BFD
+# sessions at 100 ms x 3 against FRR bfdd, idle machine: CPU,
+# bench/out/scale-bfd.json.
+bench-scale: deps
+	$(GO) run ./bench/withdraw -runs 20 -sizes 100,1000,10000 -peers 1,10,100 -learn 1000 -idle 10s -out bench/out/scale.json
+	$(GO) run ./bench/bfd -sessions 100 -interval 100ms -busy 0 -duration 2m -out bench/out/scale-bfd.json
 
 # 10 BFD sessions at 50 ms x 3 against FRR bfdd for 10 minutes with a busy
 # loop on the machine: false Downs and CPU, bench/out/bfd.json.

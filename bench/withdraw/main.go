@@ -23,11 +23,15 @@
 // that a drift of the machine's speed hits both series alike. A scrape
 // reads the daemon's own status (the snapshot its loop publishes).
 //
-// It prints p50/p99 per size and writes bench/out/withdraw.json.
+// With -peers 1,10,100 and -learn, it is the scale benchmark (make
+// bench-scale): the peers run 10 to a process, each announcing -learn
+// prefixes bgpgw accepts, and each result also holds the start-up time,
+// the RSS and the CPU idle and during the runs; a table sums them up.
+//
+// It prints p50/p99 per size and writes bench/out/withdraw.json (-out).
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -36,19 +40,16 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/bgpgw/bgpgw/internal/lab"
 	"github.com/bgpgw/bgpgw/pkg/bgp"
-	"github.com/bgpgw/bgpgw/pkg/bgp/bgptest"
 	"github.com/bgpgw/bgpgw/pkg/configfile"
 	"github.com/bgpgw/bgpgw/pkg/daemon"
 	"github.com/bgpgw/bgpgw/pkg/filter"
@@ -60,6 +61,21 @@ type result struct {
 	// Peers is the number of tunnel peers; the latency is to the last
 	// withdrawn prefix received by the last of them.
 	Peers int `json:"peers"`
+	// Learned is how many prefixes each peer announces (bgpgw accepts
+	// them: host routes in 44.PEER.0.0/16).
+	Learned int `json:"learned_per_peer"`
+	// StartupMs is from the speaker given its sessions to every peer
+	// established, holding every announced prefix, and bgpgw holding every
+	// learned one.
+	StartupMs float64 `json:"startup_ms"`
+	// RSSMiB is the measured process's resident memory once started up
+	// (speaker, core and loop; the peers are other processes).
+	RSSMiB float64 `json:"rss_mib"`
+	// IdleCPUPercent is its CPU (percent of one core) over -idle with
+	// nothing happening; RunsCPUPercent over the runs (withdrawals,
+	// re-announcements and the gaps between them).
+	IdleCPUPercent float64 `json:"idle_cpu_percent"`
+	RunsCPUPercent float64 `json:"runs_cpu_percent"`
 	// GapMs is the quiet time before each run.
 	GapMs int `json:"gap_ms"`
 	// series is without scrapes (with -scrape 0, the only one).
@@ -112,15 +128,27 @@ func main() {
 	out := flag.String("out", "bench/out/withdraw.json", "JSON output")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
 	gap := flag.Duration("gap", 200*time.Millisecond, "quiet time before each run (steady state)")
-	peers := flag.Int("peers", 1, "tunnel peers, each a process of its own (1 to 8)")
+	peers := flag.String("peers", "1", "numbers of tunnel peers (1 to 200), comma-separated; the peers run in processes of their own, 10 per process")
+	learn := flag.Int("learn", 0, "prefixes each peer announces (and bgpgw learns)")
+	idle := flag.Duration("idle", 0, "measure bgpgw's idle CPU over this long before the runs (0: not measured)")
+	peerCount := flag.Int("peer-count", 1, "internal: how many stand-in peers this process runs")
 	scrape := flag.Duration("scrape", 0, "also measure each size while /metrics is scraped at this interval (0: off)")
 	block := flag.Int("block", 10, "with -scrape: runs per block of the alternating series")
 	peerPort := flag.Int("peer-mode", 0, "internal: run the stand-in peer on this port")
 	peerN := flag.Int("peer-n", 0, "internal: prefixes the stand-in peer expects")
 	peerIdx := flag.Int("peer-index", 0, "internal: which stand-in peer this is")
 	flag.Parse()
-	if *peers < 1 || *peers > 8 {
-		fmt.Fprintln(os.Stderr, "-peers: 1 to 8")
+	var peerCounts []int
+	for _, f := range strings.Split(*peers, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 200 {
+			fmt.Fprintf(os.Stderr, "-peers: bad number %q (1 to 200)\n", f)
+			os.Exit(2)
+		}
+		peerCounts = append(peerCounts, n)
+	}
+	if *learn < 0 || *learn > 60000 {
+		fmt.Fprintln(os.Stderr, "-learn: 0 to 60000")
 		os.Exit(2)
 	}
 	if *scrape < 0 || *block < 1 {
@@ -128,7 +156,7 @@ func main() {
 		os.Exit(2)
 	}
 	if *peerPort != 0 {
-		if err := runPeer(*peerPort, *peerN, *peerIdx); err != nil {
+		if err := runPeers(*peerPort, *peerIdx, *peerCount, *peerN, *learn); err != nil {
 			fmt.Fprintln(os.Stderr, "peer:", err)
 			os.Exit(1)
 		}
@@ -147,26 +175,24 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	var results []result
-	for _, f := range strings.Split(*sizes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > 60000 {
-			fmt.Fprintf(os.Stderr, "-sizes: bad size %q\n", f)
-			os.Exit(2)
+	for _, npeers := range peerCounts {
+		for _, f := range strings.Split(*sizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > 60000 {
+				fmt.Fprintf(os.Stderr, "-sizes: bad size %q\n", f)
+				os.Exit(2)
+			}
+			r, err := measure(n, *runs, npeers, *learn, *gap, *idle, *scrape, *block)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "withdraw bench (%d prefixes, %d peers): %v\n", n, npeers, err)
+				os.Exit(1)
+			}
+			report(r, *scrape)
+			results = append(results, r)
 		}
-		r, err := measure(n, *runs, *peers, *gap, *scrape, *block)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "withdraw bench (%d prefixes): %v\n", n, err)
-			os.Exit(1)
-		}
-		fmt.Printf("%6d prefixes, %d peer(s): received p50 %7.3f ms  p99 %7.3f ms  max %7.3f ms  (%d runs; event to SetAnnouncements returning: p50 %.3f ms; seen by the peer's watcher: p50 %.3f ms, p99 %.3f ms)\n",
-			r.Prefixes, r.Peers, r.P50ms, r.P99ms, r.MaxMs, r.Runs, r.LocalP50ms, r.SeenP50ms, r.SeenP99ms)
-		if s := r.Scrape; s != nil {
-			fmt.Printf("%6d prefixes, /metrics every %v: received p50 %7.3f ms  p99 %7.3f ms  max %7.3f ms  (without: p50 %.3f ms, p99 %.3f ms; %d runs each, alternating blocks of %d; event to SetAnnouncements returning: p50 %.3f ms; seen: p50 %.3f ms, p99 %.3f ms; a scrape in flight during %d runs)\n",
-				r.Prefixes, *scrape, s.P50ms, s.P99ms, s.MaxMs, r.P50ms, r.P99ms, s.Runs, s.BlockRuns, s.LocalP50ms, s.SeenP50ms, s.SeenP99ms, s.OverlappedRuns)
-			fmt.Printf("%6d prefixes, /metrics: %d scrapes, %d failed; a scrape took p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
-				r.Prefixes, s.Scrapes, s.Failures, s.GetP50ms, s.GetP99ms, s.GetMaxMs)
-		}
-		results = append(results, r)
+	}
+	if len(results) > 1 {
+		printTable(os.Stdout, results)
 	}
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -180,8 +206,24 @@ func main() {
 	fmt.Println("wrote", *out)
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		// The stand-in peer runs in a child process: this is bgpgw's speaker and core.
+		// The stand-in peers run in child processes: this is bgpgw's speaker and core.
 		fmt.Printf("peak RSS of the measured process (speaker + core): %.1f MiB\n", float64(ru.Maxrss)/1024)
+	}
+}
+
+// report prints one result.
+func report(r result, scrape time.Duration) {
+	{
+		fmt.Printf("%6d prefixes, %d peer(s), %d learned each: received p50 %7.3f ms  p99 %7.3f ms  max %7.3f ms  (%d runs; event to SetAnnouncements returning: p50 %.3f ms; seen by the peer's watcher: p50 %.3f ms, p99 %.3f ms)\n",
+			r.Prefixes, r.Peers, r.Learned, r.P50ms, r.P99ms, r.MaxMs, r.Runs, r.LocalP50ms, r.SeenP50ms, r.SeenP99ms)
+		if s := r.Scrape; s != nil {
+			fmt.Printf("%6d prefixes, /metrics every %v: received p50 %7.3f ms  p99 %7.3f ms  max %7.3f ms  (without: p50 %.3f ms, p99 %.3f ms; %d runs each, alternating blocks of %d; event to SetAnnouncements returning: p50 %.3f ms; seen: p50 %.3f ms, p99 %.3f ms; a scrape in flight during %d runs)\n",
+				r.Prefixes, scrape, s.P50ms, s.P99ms, s.MaxMs, r.P50ms, r.P99ms, s.Runs, s.BlockRuns, s.LocalP50ms, s.SeenP50ms, s.SeenP99ms, s.OverlappedRuns)
+			fmt.Printf("%6d prefixes, /metrics: %d scrapes, %d failed; a scrape took p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+				r.Prefixes, s.Scrapes, s.Failures, s.GetP50ms, s.GetP99ms, s.GetMaxMs)
+		}
+		fmt.Printf("%6d prefixes, %d peer(s): start-up %.0f ms, RSS %.1f MiB, CPU idle %.1f%%, during the runs %.1f%% of one core\n",
+			r.Prefixes, r.Peers, r.StartupMs, r.RSSMiB, r.IdleCPUPercent, r.RunsCPUPercent)
 	}
 }
 
@@ -192,115 +234,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// peerProcess is the stand-in on-prem router, in a process of its own so
-// that its work and garbage do not slow the speaker being measured. It
-// prints "held COUNT RECEIVED SEEN" each time it holds none or all of the
-// prefixes: when the last UPDATE that got it there was read off the socket
-// (GoBGP's receive timestamp), and when the peer's watcher saw it (Unix ns).
-type peerProcess struct {
-	cmd   *exec.Cmd
-	lines chan [3]int64
-}
-
-// peerAddr and peerASN are stand-in peer i's address and AS.
-func peerAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, byte(2 + i)}) }
-func peerASN(i int) uint32      { return uint32(65010 + i) }
-
-func startPeerProcess(port, n, i int) (*peerProcess, error) {
-	cmd := exec.Command(os.Args[0], "-peer-mode", strconv.Itoa(port), "-peer-n", strconv.Itoa(n), "-peer-index", strconv.Itoa(i))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &peerProcess{cmd: cmd, lines: make(chan [3]int64, 16)}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var held, at, seen int64
-			if _, err := fmt.Sscanf(sc.Text(), "held %d %d %d", &held, &at, &seen); err == nil {
-				p.lines <- [3]int64{held, at, seen}
-			}
-		}
-		close(p.lines)
-	}()
-	return p, nil
-}
-
-// wait returns when the peer reports holding want prefixes: when the last
-// UPDATE was received, and when the peer's watcher saw it.
-func (p *peerProcess) wait(want int, timeout time.Duration) (received, seen time.Time, err error) {
-	deadline := time.After(timeout)
-	for {
-		select {
-		case l, ok := <-p.lines:
-			if !ok {
-				return time.Time{}, time.Time{}, fmt.Errorf("peer process exited")
-			}
-			if l[0] == int64(want) {
-				return time.Unix(0, l[1]), time.Unix(0, l[2]), nil
-			}
-		case <-deadline:
-			return time.Time{}, time.Time{}, fmt.Errorf("peer does not hold %d prefixes", want)
-		}
-	}
-}
-
-func (p *peerProcess) stop() {
-	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
-}
-
-func runPeer(port, n, i int) error {
-	ctx := context.Background()
-	peer, err := bgptest.Start(ctx, peerAddr(i).String(), peerASN(i), port, "127.0.0.1", 65515)
-	if err != nil {
-		return err
-	}
-	defer peer.Stop()
-	held := map[netip.Prefix]bool{}
-	var mu sync.Mutex
-	err = peer.WatchUpdates(ctx, func(u bgptest.Update) {
-		now := time.Now()
-		mu.Lock()
-		defer mu.Unlock()
-		before := len(held)
-		if u.Withdraw {
-			delete(held, u.Prefix)
-		} else {
-			held[u.Prefix] = true
-		}
-		if after := len(held); after != before && (after == 0 || after == n) {
-			fmt.Printf("held %d %d %d\n", after, u.At.UnixNano(), now.UnixNano())
-		}
-	})
-	if err != nil {
-		return err
-	}
-	select {} // until killed
-}
-
-// waitAll waits for every peer to hold want prefixes and returns the
-// latest receive and watcher times among them.
-func waitAll(ps []*peerProcess, want int, timeout time.Duration) (received, seen time.Time, err error) {
-	for _, p := range ps {
-		r, s, err := p.wait(want, timeout)
-		if err != nil {
-			return time.Time{}, time.Time{}, err
-		}
-		if r.After(received) {
-			received = r
-		}
-		if s.After(seen) {
-			seen = s
-		}
-	}
-	return received, seen, nil
 }
 
 // sample is one run: when the event happened, and the latencies from it.
@@ -330,7 +263,7 @@ func p50(sorted []time.Duration) time.Duration { return sorted[len(sorted)/2] }
 func p99(sorted []time.Duration) time.Duration { return sorted[len(sorted)*99/100] }
 func ms(d time.Duration) float64               { return float64(d.Microseconds()) / 1000 }
 
-func measure(n, runs, npeers int, gap, scrape time.Duration, block int) (result, error) {
+func measure(n, runs, npeers, learn int, gap, idle, scrape time.Duration, block int) (result, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	port, err := freePort()
@@ -350,7 +283,9 @@ func measure(n, runs, npeers int, gap, scrape time.Duration, block int) (result,
 	var tunnels []map[string]any
 	for i := range npeers {
 		tunnels = append(tunnels, map[string]any{"name": fmt.Sprintf("t%d", i+1), "peer_asn": peerASN(i),
-			"inside": map[string]string{"local": fmt.Sprintf("169.254.%d.1/30", i), "remote": fmt.Sprintf("169.254.%d.2", i)}})
+			"inside":       map[string]string{"local": fmt.Sprintf("169.254.%d.1/30", i), "remote": fmt.Sprintf("169.254.%d.2", i)},
+			"accept":       []string{fmt.Sprintf("44.%d.0.0/16 le 32", i)},
+			"max_prefixes": learn + 100})
 	}
 	var announce []string
 	for i := range n {
@@ -377,19 +312,22 @@ metrics: {listen: %q}
 		return result{}, err
 	}
 	defer speaker.Close()
-	var peers []*peerProcess
-	var pcs []bgp.PeerConfig
-	for i := range npeers {
-		p, err := startPeerProcess(port, n, i)
-		if err != nil {
-			return result{}, err
-		}
-		defer p.stop()
-		peers = append(peers, p)
-		pcs = append(pcs, bgp.PeerConfig{Name: fmt.Sprintf("t%d", i+1), Kind: bgp.KindTunnel, Address: peerAddr(i),
-			LocalAddress: netip.MustParseAddr("127.0.0.1"), Port: port, PeerASN: peerASN(i), MaxPrefixes: 100,
-			HoldTime: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: time.Second})
+	peers, err := startPeers(port, npeers, n, learn)
+	if err != nil {
+		return result{}, err
 	}
+	defer func() {
+		for _, p := range peers {
+			p.stop()
+		}
+	}()
+	var pcs []bgp.PeerConfig
+	for i, t := range cfg.Tunnels {
+		pcs = append(pcs, bgp.PeerConfig{Name: t.Name, Kind: bgp.KindTunnel, Address: peerAddr(i),
+			LocalAddress: netip.MustParseAddr("127.0.0.1"), Port: port, PeerASN: t.PeerASN, MaxPrefixes: t.MaxPrefixes,
+			Accept: t.Accept, HoldTime: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: time.Second})
+	}
+	started := time.Now()
 	if err := speaker.SetPeers(ctx, pcs); err != nil {
 		return result{}, err
 	}
@@ -401,14 +339,21 @@ metrics: {listen: %q}
 	loopDone := make(chan error, 1)
 	go func() { loopDone <- e.Run(loopCtx) }()
 	defer func() { stopLoop(); <-loopDone }()
-	if err := waitEstablished(ctx, speaker, npeers); err != nil {
-		return result{}, err
-	}
 	if err := e.CheckResult(ctx, "uplink", true); err != nil {
 		return result{}, err
 	}
-	if _, _, err := waitAll(peers, n, time.Minute); err != nil {
+	if err := waitEstablished(ctx, speaker, npeers, learn); err != nil {
+		return result{}, err
+	}
+	if _, _, err := waitAll(peers, n, 2*time.Minute); err != nil {
 		return result{}, fmt.Errorf("initial announcement: %w", err)
+	}
+	r := result{Prefixes: n, Peers: npeers, Learned: learn, GapMs: int(gap.Milliseconds()),
+		StartupMs: ms(time.Since(started)), RSSMiB: rssMiB()}
+	if idle > 0 {
+		c0, t0 := cpuTime(), time.Now()
+		<-time.After(idle)
+		r.IdleCPUPercent = percent(cpuTime()-c0, time.Since(t0))
 	}
 
 	var sc *scraper
@@ -452,6 +397,7 @@ metrics: {listen: %q}
 	// Blocks alternate off, on, on, off, off, on, ... (without a
 	// scraper, every block is off) until both series have their runs.
 	var off, on []sample
+	c0, t0 := cpuTime(), time.Now()
 	for b := 0; len(off) < runs || (sc != nil && len(on) < runs); b++ {
 		scraping := sc != nil && (b+1)/2%2 == 1
 		sc.set(scraping)
@@ -467,7 +413,8 @@ metrics: {listen: %q}
 			*dst = append(*dst, s)
 		}
 	}
-	r := result{Prefixes: n, Peers: npeers, GapMs: int(gap.Milliseconds()), series: summary(off)}
+	r.RunsCPUPercent = percent(cpuTime()-c0, time.Since(t0))
+	r.series = summary(off)
 	if sc == nil {
 		return r, nil
 	}
@@ -485,17 +432,18 @@ metrics: {listen: %q}
 	return r, nil
 }
 
-// waitEstablished polls until the speaker's n sessions are established:
-// the loop, not this function, takes the speaker's Changed signals.
-func waitEstablished(ctx context.Context, s bgp.Speaker, n int) error {
-	deadline := time.Now().Add(30 * time.Second)
+// waitEstablished polls until the speaker's n sessions are established,
+// each with learn prefixes accepted: the loop, not this function, takes the
+// speaker's Changed signals.
+func waitEstablished(ctx context.Context, s bgp.Speaker, n, learn int) error {
+	deadline := time.Now().Add(2 * time.Minute)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		st, err := s.Sessions(ctx)
 		up := 0
 		for _, p := range st {
-			if p.State == bgp.StateEstablished {
+			if p.State == bgp.StateEstablished && len(p.Received) == learn {
 				up++
 			}
 		}
@@ -503,7 +451,7 @@ func waitEstablished(ctx context.Context, s bgp.Speaker, n int) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("session not established: %v %v", st, err)
+			return fmt.Errorf("sessions not established with %d prefixes learned each: %d of %d (%v)", learn, up, n, err)
 		}
 		select {
 		case <-tick.C:

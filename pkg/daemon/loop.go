@@ -279,26 +279,7 @@ func (d *Daemon) logAnnouncements(prev, out core.Output) {
 		tunnelReason[t.Name] = t.Reason
 	}
 	for _, peer := range slices.Sorted(maps.Keys(out.Announcements)) {
-		was := map[netip.Prefix]bgp.Announcement{}
-		for _, a := range prev.Announcements[peer] {
-			was[a.Prefix] = a
-		}
-		var added, withdrawn, changed []netip.Prefix
-		now := map[netip.Prefix]bool{}
-		for _, a := range out.Announcements[peer] {
-			now[a.Prefix] = true
-			switch old, ok := was[a.Prefix]; {
-			case !ok:
-				added = append(added, a.Prefix)
-			case !old.Equal(a):
-				changed = append(changed, a.Prefix)
-			}
-		}
-		for p := range was {
-			if !now[p] {
-				withdrawn = append(withdrawn, p)
-			}
-		}
+		added, withdrawn, changed := announcementDiff(prev.Announcements[peer], out.Announcements[peer])
 		if len(added)+len(withdrawn)+len(changed) == 0 {
 			continue
 		}
@@ -335,6 +316,48 @@ func (d *Daemon) logAnnouncements(prev, out core.Output) {
 		}
 		d.log.Info("announcements changed", attrs...)
 	}
+}
+
+// announcementDiff is what changed from was to now, for the log. A peer
+// that lost or got everything (a failover, a drain, a recovery) or whose
+// list did not change costs no map: this runs in the pass right after the
+// withdrawals were handed to the speaker, beside the UPDATEs going out.
+func announcementDiff(was, now []bgp.Announcement) (added, withdrawn, changed []netip.Prefix) {
+	prefixes := func(l []bgp.Announcement) []netip.Prefix {
+		out := make([]netip.Prefix, len(l))
+		for i, a := range l {
+			out[i] = a.Prefix
+		}
+		return out
+	}
+	switch {
+	case len(was) == 0:
+		return prefixes(now), nil, nil
+	case len(now) == 0:
+		return nil, prefixes(was), nil
+	case slices.EqualFunc(was, now, bgp.Announcement.Equal):
+		return nil, nil, nil
+	}
+	old := make(map[netip.Prefix]bgp.Announcement, len(was))
+	for _, a := range was {
+		old[a.Prefix] = a
+	}
+	kept := make(map[netip.Prefix]bool, len(now))
+	for _, a := range now {
+		kept[a.Prefix] = true
+		switch o, ok := old[a.Prefix]; {
+		case !ok:
+			added = append(added, a.Prefix)
+		case !o.Equal(a):
+			changed = append(changed, a.Prefix)
+		}
+	}
+	for _, a := range was {
+		if !kept[a.Prefix] {
+			withdrawn = append(withdrawn, a.Prefix)
+		}
+	}
+	return added, withdrawn, changed
 }
 
 // takeovers lists the devices o takes over, for logs.
