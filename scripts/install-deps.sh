@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 # .ci/run purges exactly these (less the base tools) when CI=true.
 lab_packages=(
   frr                                   # on-prem / cloud-side router in the lab
+  bird2                                 # the second on-prem BGP implementation (interop)
   strongswan-charon strongswan-swanctl  # IPsec (see shared LAB-FACTS: kernel-libipsec)
   libstrongswan-standard-plugins        # openssl, gcm: only a Recommends of the others
   libcharon-extra-plugins libstrongswan-extra-plugins  # kernel-libipsec
@@ -53,9 +54,17 @@ if [ ${#missing[@]} -gt 0 ] && ! $check_only; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The frr package enables its own service; the lab runs its own instances.
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet frr 2>/dev/null; then
-    systemctl stop frr || true
+  # The frr and bird2 packages enable their own services; the lab runs its
+  # own instances (bird's packaged one would also hold /run/bird/bird.ctl).
+  if command -v systemctl >/dev/null 2>&1; then
+    if systemctl is-active --quiet frr 2>/dev/null; then
+      systemctl stop frr || true
+    fi
+    for s in "${missing[@]}"; do
+      [ "$s" = bird2 ] || continue
+      systemctl stop bird >/dev/null 2>&1 || true
+      systemctl disable bird >/dev/null 2>&1 || true
+    done
   fi
 fi
 
@@ -80,6 +89,8 @@ for d in zebra bgpd bfdd staticd; do
   need "/usr/lib/frr/$d" frr
 done
 need_cmd vtysh frr
+need_cmd bird bird2
+need_cmd birdc bird2
 need /usr/lib/ipsec/charon strongswan-charon
 need_cmd swanctl strongswan-swanctl
 need_cmd ip iproute2

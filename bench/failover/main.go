@@ -1,6 +1,7 @@
 // Command failover runs the failover suite: every topology of
 // test/containerlab (through the namespace runner), with and without BFD
-// on the on-prem routers (the -nobfd variants), with bgpgw, with bgpgw
+// on the on-prem routers (the -nobfd variants) and with BIRD 2 instead of
+// FRR on the on-prem router (the -bird variant), with bgpgw, with bgpgw
 // without takeover (pair.takeover: off) and with the hand-built
 // strongSwan + FRR stack, every fault on one gateway instance, UDP traffic
 // both ways at 1 ms per flow. It prints a table, writes
@@ -31,8 +32,8 @@ import (
 
 func main() {
 	topologies := flag.String("topologies",
-		"active-active,active-standby,two-onprem,vnet-to-vnet,active-active-nobfd,active-standby-nobfd,two-onprem-nobfd",
-		"topologies, comma-separated (the -nobfd variants: the on-prem routers run no BFD)")
+		"active-active,active-standby,two-onprem,vnet-to-vnet,active-active-nobfd,active-standby-nobfd,two-onprem-nobfd,active-active-bird",
+		"topologies, comma-separated (the -nobfd variants: the on-prem routers run no BFD; -bird: the on-prem router runs BIRD 2)")
 	stacks := flag.String("stacks", "bgpgw,bgpgw-notakeover,handbuilt",
 		"stacks, comma-separated: bgpgw; bgpgw-notakeover, bgpgw with pair.takeover: off; handbuilt, strongSwan + FRR")
 	faults := flag.String("faults", strings.Join(failover.AllFaults, ","),
@@ -79,22 +80,25 @@ func run(topologies, stacks, faults string, flap, cut time.Duration, out, svgDir
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return 1, err
 	}
-	restore, err := lab.AutogroupOff()
-	if err != nil {
-		return 1, err
-	}
-	defer func() {
-		if err := restore(); err != nil {
-			fmt.Fprintln(os.Stderr, "failover:", err)
+	// Nothing to run (-merge with -topologies ''): only re-render, with
+	// neither the lab's binaries nor the scheduler setting.
+	var bgpgw, probe string
+	if len(split(topologies)) > 0 {
+		restore, err := lab.AutogroupOff()
+		if err != nil {
+			return 1, err
 		}
-	}()
-	bgpgw, err := lab.BuildBgpgw(ctx, dir)
-	if err != nil {
-		return 1, err
-	}
-	probe, err := lab.BuildUDPProbe(ctx, dir)
-	if err != nil {
-		return 1, err
+		defer func() {
+			if err := restore(); err != nil {
+				fmt.Fprintln(os.Stderr, "failover:", err)
+			}
+		}()
+		if bgpgw, err = lab.BuildBgpgw(ctx, dir); err != nil {
+			return 1, err
+		}
+		if probe, err = lab.BuildUDPProbe(ctx, dir); err != nil {
+			return 1, err
+		}
 	}
 	logf := func(string, ...any) {}
 	if verbose {
@@ -192,7 +196,8 @@ func run(topologies, stacks, faults string, flap, cut time.Duration, out, svgDir
 // labNotes are the limits of the namespace lab that the figures carry.
 var labNotes = []string{
 	"The tunnels run charon's userspace ESP (kernel-libipsec): this VM has no kernel ESP. libipsec picks an SA by the packet's addresses, not by route. In VNet-to-VNet each gateway has two tunnels whose selectors differ only in the inside /30, so data between the VNets takes one fixed tunnel whatever BGP chose; when that tunnel's far end fails, traffic stays blackholed until IKE gives up (~4 s). The same happens to both stacks: it is the lab's data plane, not the routing decision (with kernel ESP and XFRM interfaces, routes pick the tunnel).",
-	"Converged is measured by polling every router's `show ip route ... json` through vtysh; one round takes 100-200 ms here, which bounds its resolution.",
+	"Converged is measured by polling every router's `show ip route ... json` through vtysh (a BIRD router's `show route for ... export kernel4` through birdc: the route BIRD gives the kernel, ECMP paths merged); one round takes 100-200 ms here, which bounds its resolution.",
+	"Topologies ending in -bird run the same nodes with BIRD 2 (2.0.12) instead of FRR on the on-prem router (test/containerlab/nodes/active-active/op/bird.conf: the same sessions, GTSM, BFD 100 ms x 3 and timers as its frr.conf, ECMP with merge paths, GRACEFUL_SHUTDOWN honoured by an import filter, and BIRD's reconnect delays shortened: error wait time 1, 10 s instead of 60, 300 s, error forget time 60 s, connect delay time 1 s). BIRD runs the BFD of a directly connected neighbor single-hop, so there the gateways' tunnels run single-hop BFD too (bgpgw with tunnels' bfd.multihop off; the hand-built FRR with ttl-security through a peer-group); the cloud router stays FRR.",
 	"Outage is the longest run of lost datagrams in a flow (1 ms apart); the SVG timelines place them by sequence number, approximate when the sender fell behind (noted on the timeline). The traffic runs 4 s after the fault and on until 2 s after the routers have converged, at most 30 s: an outage that outlasts 4 s (a router without BFD waits for its BGP hold time) is measured whole, not cut short by the end of the traffic.",
 	"Topologies ending in -nobfd run the same nodes with the on-prem routers (FRR) without BFD, as most VPN appliances: the gateways' tunnels run none either; bgpgw watches each tunnel's data plane with an icmp check through it (every 100 ms, down after 3 misses), the hand-built stack has only the BGP hold time. The cloud router keeps its BFD. Stack bgpgw-notakeover is bgpgw with pair.takeover: off (the pair channel runs, routes never change for the partner): what takeover gains is the difference to bgpgw.",
 	"partner-cut: nft on the instance drops what it exchanges with its partner's cloud-side address (the pair's BFD and state channel, nothing else) for %[2]s, then the path is restored. rejoin: the instance goes silent, the routers settle on the other instance (no route and no BGP session through the silent one), then the instance comes back: that is the measured event. For both the traffic runs until the routers are back in their full state, then 4 s more, and both must lose nothing. The hand-built stack has no pair channel: its partner-cut cuts a path it does not use.",

@@ -96,6 +96,9 @@ type expect struct {
 	// noBFD lists the on-prem routers that run without BFD (a *-nobfd
 	// variant): they have none, and neither have the gateways' tunnels.
 	noBFD []string
+	// bird lists the on-prem routers that run BIRD instead of FRR (a
+	// *-bird variant; deploy_bird_test.go).
+	bird []string
 }
 
 var (
@@ -179,6 +182,8 @@ func TestDeployVNetToVNet(t *testing.T) { deployBoth(t, expectVNet) }
 // TestDeployActiveActiveNoBFD deploys the variant without BFD on the
 // on-prem router with bgpgw without takeover (bgpgw with takeover runs
 // there in the failover suite's CI run) and with the hand-built stack.
+func TestDeployActiveActiveBird(t *testing.T) { deployBoth(t, expectAABird) }
+
 func TestDeployActiveActiveNoBFD(t *testing.T) {
 	for _, gw := range []string{"bgpgw-notakeover", "handbuilt"} {
 		t.Run(gw, func(t *testing.T) { deployAndCheck(t, expectAANoBFD, gw) })
@@ -322,6 +327,9 @@ const bgpgwConf = "/run/lab/var/bgpgw.yaml"
 // bgpgw-notakeover runs with takeover off.
 func (x *checker) checkConfig(ctx context.Context, e expect) {
 	t := x.t
+	if len(e.bird) > 0 {
+		x.checkBIRDConfig(ctx, e)
+	}
 	for _, node := range e.noBFD {
 		out, err := x.d.Node(node).Exec(ctx, "vtysh", "-c", "show running-config")
 		require.NoError(t, err)
@@ -462,6 +470,9 @@ func (x *checker) frrSessions(ctx context.Context, node string, n, bfd int) (str
 // route checks a prefix at a router: its BGP paths, the best one, and how
 // many next hops its FIB route has.
 func (x *checker) route(ctx context.Context, r ecmp) (string, error) {
+	if x.isBIRD(r.node) {
+		return x.birdRoute(ctx, r)
+	}
 	var bgp struct {
 		Paths []struct {
 			BestPath *struct {
@@ -560,10 +571,16 @@ func (x *checker) diag(e expect) string {
 	}
 	seen := map[string]bool{}
 	for _, r := range e.routes {
-		if !seen[r.node] {
-			seen[r.node] = true
-			show(r.node, "bgp", "vtysh", "-c", "show bgp summary", "-c", "show bgp ipv4 unicast", "-c", "show bfd peers brief")
+		if seen[r.node] {
+			continue
 		}
+		seen[r.node] = true
+		if x.isBIRD(r.node) {
+			show(r.node, "bird", "sh", "-c", "birdc show protocols all; birdc show route; birdc show bfd sessions")
+			tail(r.node, "/run/lab/log/bird.log", 30)
+			continue
+		}
+		show(r.node, "bgp", "vtysh", "-c", "show bgp summary", "-c", "show bgp ipv4 unicast", "-c", "show bfd peers brief")
 	}
 	return b.String()
 }

@@ -2,6 +2,7 @@ package clab
 
 import (
 	"bufio"
+	"context"
 	"maps"
 	"net/netip"
 	"os"
@@ -10,10 +11,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/bgpgw/bgpgw/internal/lab"
 	"github.com/bgpgw/bgpgw/pkg/config"
 	"github.com/bgpgw/bgpgw/pkg/configfile"
 )
@@ -229,6 +232,121 @@ func TestNoBFDVariants(t *testing.T) {
 					assert.NotContains(t, n.Env, "ONPREM_BFD", n.Name)
 				}
 			}
+		})
+	}
+}
+
+// birdConfigs are the BIRD configurations the repository ships: the
+// on-prem router's of docs/onprem and the lab's (nodes/*/*/bird.conf).
+func birdConfigs(t *testing.T) []string {
+	t.Helper()
+	lab, err := filepath.Glob(filepath.Join(topoDir, "nodes", "*", "*", "bird.conf"))
+	require.NoError(t, err)
+	require.NotEmpty(t, lab)
+	return append([]string{onpremDir + "/bird.conf"}, lab...)
+}
+
+// onpremDir holds the on-prem router's configuration documented for users.
+const onpremDir = "../../docs/onprem"
+
+// TestBIRDConfigsParse has BIRD parse every BIRD configuration of the
+// repository (`bird -p -c FILE`: parse only, nothing started).
+func TestBIRDConfigsParse(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, f := range birdConfigs(t) {
+		assert.NoError(t, lab.CheckBIRDConfig(ctx, f), "BIRD 2 (apt-get install -y bird2) refuses %s", f)
+	}
+}
+
+var (
+	frrNeighborRE  = regexp.MustCompile(`(?m)^ neighbor (169\.254\.\S+) remote-as (\d+)$`)
+	birdNeighborRE = regexp.MustCompile(`(?m)^\s+neighbor (169\.254\.\S+) as (\d+);$`)
+	frrPasswordRE  = regexp.MustCompile(`(?m)^ neighbor \S+ password (\S+)$`)
+	birdPasswordRE = regexp.MustCompile(`(?m)^\s+password "([^"]+)";$`)
+)
+
+// matches returns every submatch of re in text, the groups of one match
+// joined by a space, sorted.
+func matches(re *regexp.Regexp, text string) []string {
+	var out []string
+	for _, m := range re.FindAllStringSubmatch(text, -1) {
+		out = append(out, strings.Join(m[1:], " "))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestBIRDAgreesWithFRR checks each bird.conf against the frr.conf beside
+// it (the same router in FRR): the same tunnel neighbors with the same
+// ASNs, the same TCP-MD5 passwords, GTSM, BFD and the 3 s/9 s timers,
+// graceful restart off, ECMP through the kernel protocol the failover
+// suite reads (kernel4: failover.BIRDKernelProtocol, checked there too),
+// and BIRD's reconnect delays shortened.
+func TestBIRDAgreesWithFRR(t *testing.T) {
+	for _, f := range birdConfigs(t) {
+		bird, err := os.ReadFile(f)
+		require.NoError(t, err)
+		frr, err := os.ReadFile(filepath.Join(filepath.Dir(f), "frr.conf"))
+		require.NoError(t, err, "%s: a frr.conf beside it", f)
+		b, r := string(bird), string(frr)
+		nbrs := matches(birdNeighborRE, b)
+		require.NotEmpty(t, nbrs, f)
+		assert.Equal(t, matches(frrNeighborRE, r), nbrs, "%s: the tunnel neighbors and their ASNs", f)
+		assert.Equal(t, matches(frrPasswordRE, r), matches(birdPasswordRE, b), "%s: the TCP-MD5 passwords", f)
+		for _, want := range []string{"ttl security on;", "bfd on;", "hold time 9;", "keepalive time 3;",
+			"graceful restart off;", "protocol kernel kernel4 {", "merge paths on",
+			"protocol bfd {", "multiplier 3;", "min rx interval 100 ms;", "min tx interval 100 ms;",
+			"error wait time 1, 10;", "error forget time 60;", "connect delay time 1;",
+			"if (65535, 0) ~ bgp_community then bgp_local_pref = 0;"} {
+			assert.Contains(t, b, want, f)
+		}
+		// Single-hop BFD (a BGP session without "multihop"): BIRD's
+		// multihop BFD sends with TTL 64, which bgpgw and FRR refuse.
+		assert.NotRegexp(t, `(?m)^\s*multihop`, b, "%s: single-hop sessions and BFD", f)
+	}
+}
+
+// TestBIRDVariants checks each -bird topology against its base: the same
+// nodes (configuration directories, scripts, binds) and links, and
+// ONPREM_ROUTER=bird exactly on the gateways and on the routers with a
+// bird.conf (the on-prem ones), so the cloud router stays FRR.
+func TestBIRDVariants(t *testing.T) {
+	variants, err := filepath.Glob(filepath.Join(topoDir, "*-bird.clab.yml"))
+	require.NoError(t, err)
+	require.Len(t, variants, 1, "active-active-bird")
+	for _, v := range variants {
+		t.Run(filepath.Base(v), func(t *testing.T) {
+			bird, err := Load(v)
+			require.NoError(t, err)
+			base, err := Load(strings.Replace(v, "-bird.clab.yml", ".clab.yml", 1))
+			require.NoError(t, err)
+			assert.Equal(t, base.Links, bird.Links)
+			require.Equal(t, len(base.Nodes), len(bird.Nodes))
+			routers := 0
+			for i, n := range bird.Nodes {
+				b := base.Nodes[i]
+				assert.Equal(t, b.Name, n.Name)
+				assert.Equal(t, b.Exec, n.Exec, n.Name)
+				assert.Equal(t, b.Binds, n.Binds, n.Name)
+				assert.NotContains(t, b.Env, "ONPREM_ROUTER", "base %s", b.Name)
+				env := maps.Clone(n.Env)
+				delete(env, "ONPREM_ROUTER")
+				assert.Equal(t, b.Env, env, n.Name)
+
+				script := filepath.Base(n.Exec[0].Args[1])
+				_, err := os.Stat(filepath.Join(topoDir, "nodes", n.Exec[0].Args[2], "bird.conf"))
+				onprem := script == "router.sh" && err == nil
+				if onprem {
+					routers++
+				}
+				if script == "gateway.sh" || onprem {
+					assert.Equal(t, "bird", n.Env["ONPREM_ROUTER"], n.Name)
+				} else {
+					assert.NotContains(t, n.Env, "ONPREM_ROUTER", n.Name)
+				}
+			}
+			assert.Positive(t, routers, "a router runs BIRD")
 		})
 	}
 }

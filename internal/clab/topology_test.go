@@ -227,16 +227,17 @@ func TestLoad(t *testing.T) {
 
 // TestTopologiesLoad checks every topology in test/containerlab: it loads,
 // its binds and start scripts exist in the repository, and every node has
-// its configuration directory (a -nobfd variant's are its base's).
+// its configuration directory (a -nobfd or -bird variant's are its base's).
 func TestTopologiesLoad(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(topoDir, "*.clab.yml"))
 	require.NoError(t, err)
-	require.Len(t, files, 7, "active-standby, active-active, two-onprem, vnet-to-vnet, and the first three -nobfd")
+	require.Len(t, files, 8, "active-standby, active-active, two-onprem, vnet-to-vnet, the first three -nobfd, active-active-bird")
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			topo, err := Load(f)
 			require.NoError(t, err)
-			short := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(f), ".clab.yml"), "-nobfd")
+			short := strings.TrimSuffix(filepath.Base(f), ".clab.yml")
+			short = strings.TrimSuffix(strings.TrimSuffix(short, "-nobfd"), "-bird")
 			for _, n := range topo.Nodes {
 				require.NotEmpty(t, n.Exec, "node %s starts something", n.Name)
 				require.Equal(t, "bgpgw-lab:latest", n.Image, "node %s", n.Name)

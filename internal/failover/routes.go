@@ -4,8 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/bgpgw/bgpgw/internal/clab"
+	"github.com/bgpgw/bgpgw/internal/lab"
 )
 
 // route is a router's route toward a destination: the prefix that matched
@@ -71,26 +76,59 @@ func parseRoute(js []byte) (route, bool, error) {
 	return rt, len(rt.Hops) > 0, nil
 }
 
+// BIRDKernelProtocol is the kernel protocol of the lab's BIRD routers
+// (test/containerlab/nodes/*/*/bird.conf). A BIRD router's route toward a
+// destination is what BIRD exports to it: the best route, with the ECMP
+// paths merged ("merge paths"), as the kernel gets it.
+const BIRDKernelProtocol = "kernel4"
+
+// isBIRD reports whether a router node runs BIRD instead of FRR: the
+// topology sets ONPREM_ROUTER=bird for it and its configuration directory
+// has a bird.conf (router.sh's rule).
+func (r *runner) isBIRD(n *clab.Node) bool {
+	if n.Env["ONPREM_ROUTER"] != "bird" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(r.opts.Dir, "nodes", r.nodes, n.Name, "bird.conf"))
+	return err == nil
+}
+
 // nextHops returns, for every router and destination, the router's route
-// toward the destination. With background, vtysh runs at a low priority
-// (nice 10): the convergence poll runs back to back while a fault is
-// measured, and at normal priority its vtysh processes took up to a core's
-// worth of CPU from the daemons and the data plane under measurement.
+// toward the destination. With background, vtysh (birdc) runs at a low
+// priority (nice 10): the convergence poll runs back to back while a fault
+// is measured, and at normal priority its vtysh processes took up to a
+// core's worth of CPU from the daemons and the data plane under
+// measurement.
 func (r *runner) nextHops(ctx context.Context, background bool) (routes, error) {
 	out := routes{}
-	cmd := []string{"vtysh", "-c"}
+	var nice []string
 	if background {
-		cmd = []string{"nice", "-n", "10", "vtysh", "-c"}
+		nice = []string{"nice", "-n", "10"}
 	}
 	for _, n := range r.routers {
+		bird := r.isBIRD(n)
 		for _, dst := range r.destinations {
-			js, err := n.Exec(ctx, append(cmd, "show ip route "+dst+" json")...)
-			if err != nil {
-				return nil, err
+			var rt route
+			var ok bool
+			var err error
+			if bird {
+				var text string
+				cmd := append(slices.Clone(nice), "birdc", "show", "route", "for", dst, "export", BIRDKernelProtocol)
+				text, err = n.Exec(ctx, cmd...)
+				if err != nil && !strings.Contains(text, "Network not found") {
+					return nil, err
+				}
+				rt, ok, err = parseBIRDRoute(text)
+			} else {
+				var js string
+				js, err = n.Exec(ctx, append(slices.Clone(nice), "vtysh", "-c", "show ip route "+dst+" json")...)
+				if err != nil {
+					return nil, err
+				}
+				rt, ok, err = parseRoute([]byte(js))
 			}
-			rt, ok, err := parseRoute([]byte(js))
 			if err != nil {
-				return nil, fmt.Errorf("%s: show ip route %s: %w", n.Name, dst, err)
+				return nil, fmt.Errorf("%s: route toward %s: %w", n.Name, dst, err)
 			}
 			if ok { // none: connected, or no route at all
 				out[n.Name+"->"+dst] = rt
@@ -98,6 +136,28 @@ func (r *runner) nextHops(ctx context.Context, background bool) (routes, error) 
 		}
 	}
 	return out, nil
+}
+
+// parseBIRDRoute reads `birdc show route for DST export kernel4`: the
+// prefix and next hops of the route BIRD gives the kernel (ok false: none,
+// BIRD exports nothing toward DST).
+func parseBIRDRoute(text string) (route, bool, error) {
+	rs, err := lab.ParseBIRDRoutes(text)
+	if err != nil {
+		return route{}, false, err
+	}
+	var rt route
+	for _, x := range rs {
+		for _, h := range x.NextHops {
+			if h.Via.IsValid() {
+				rt.Prefix = x.Prefix.String()
+				rt.Hops = append(rt.Hops, h.Via.String())
+			}
+		}
+	}
+	slices.Sort(rt.Hops)
+	rt.Hops = slices.Compact(rt.Hops)
+	return rt, len(rt.Hops) > 0, nil
 }
 
 // converged reports whether every router has its routes again, none of
@@ -123,13 +183,23 @@ func (r *runner) converged(rs routes, gwAddrs []string) bool {
 func (r *runner) establishedWith(ctx context.Context, addrs []string) ([]string, error) {
 	var out []string
 	for _, n := range r.routers {
-		js, err := n.Exec(ctx, "vtysh", "-c", "show bgp summary json")
-		if err != nil {
-			return nil, err
-		}
-		up, err := parseEstablished([]byte(js))
-		if err != nil {
-			return nil, fmt.Errorf("%s: show bgp summary: %w", n.Name, err)
+		var up []string
+		if r.isBIRD(n) {
+			text, err := n.Exec(ctx, "birdc", "show", "protocols", "all")
+			if err != nil {
+				return nil, err
+			}
+			if up, err = parseBIRDEstablished(text); err != nil {
+				return nil, fmt.Errorf("%s: birdc show protocols all: %w", n.Name, err)
+			}
+		} else {
+			js, err := n.Exec(ctx, "vtysh", "-c", "show bgp summary json")
+			if err != nil {
+				return nil, err
+			}
+			if up, err = parseEstablished([]byte(js)); err != nil {
+				return nil, fmt.Errorf("%s: show bgp summary: %w", n.Name, err)
+			}
 		}
 		for _, a := range up {
 			if slices.Contains(addrs, a) {
@@ -138,6 +208,23 @@ func (r *runner) establishedWith(ctx context.Context, addrs []string) ([]string,
 		}
 	}
 	return out, nil
+}
+
+// parseBIRDEstablished reads `birdc show protocols all`: the neighbors of
+// the BGP protocols whose session is established, sorted.
+func parseBIRDEstablished(text string) ([]string, error) {
+	ps, err := lab.ParseBIRDProtocols(text)
+	if err != nil {
+		return nil, err
+	}
+	var up []string
+	for _, p := range ps {
+		if p.Established() && p.NeighborAddress.IsValid() {
+			up = append(up, p.NeighborAddress.String())
+		}
+	}
+	slices.Sort(up)
+	return up, nil
 }
 
 // parseEstablished reads `show bgp summary json`: the IPv4 unicast peers

@@ -116,3 +116,58 @@ func TestNftPartnerCut(t *testing.T) {
 	assert.Equal(t, 2, strings.Count(s, "drop"))
 	assert.Contains(t, nftPartnerCut("2001:db8::2"), "ip6 saddr 2001:db8::2 drop")
 }
+
+// TestParseBIRDRoute: a BIRD router's route is what it exports to the
+// kernel (birdc show route for DST export kernel4), ECMP paths merged.
+func TestParseBIRDRoute(t *testing.T) {
+	ecmp := "BIRD 2.0.12 ready.\nTable master4:\n10.10.0.0/16         unicast [gw1 17:27:59.809] * (100) [AS65515i]\n" +
+		"\tvia 169.254.22.1 on t2 weight 1\n\tvia 169.254.21.1 on t1 weight 1\n"
+	rt, ok, err := parseBIRDRoute(ecmp)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, route{Prefix: "10.10.0.0/16", Hops: []string{"169.254.21.1", "169.254.22.1"}}, rt)
+
+	half := "Table master4:\n10.10.0.0/17         unicast [gw2 17:27:59.809] * (100) [AS65515i]\n\tvia 169.254.22.1 on t2\n"
+	rt, ok, err = parseBIRDRoute(half)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, route{Prefix: "10.10.0.0/17", Hops: []string{"169.254.22.1"}}, rt)
+
+	// Nothing exported toward the destination (the on-prem LAN: BIRD's
+	// static aggregate is not exported), or no route at all.
+	for _, none := range []string{"BIRD 2.0.12 ready.\n", "BIRD 2.0.12 ready.\nNetwork not found\n",
+		"Table master4:\n10.1.0.0/16          blackhole [onprem 17:25:32.225] * (200)\n"} {
+		_, ok, err := parseBIRDRoute(none)
+		require.NoError(t, err)
+		assert.False(t, ok, none)
+	}
+	_, _, err = parseBIRDRoute("Unable to connect to server control socket (/run/bird/bird.ctl): No such file or directory\n")
+	assert.Error(t, err)
+}
+
+func TestParseBIRDEstablished(t *testing.T) {
+	text := "BIRD 2.0.12 ready.\nName       Proto      Table      State  Since         Info\n" +
+		"kernel4    Kernel     master4    up     17:25:32.225  \n" +
+		"gw2        BGP        ---        start  17:29:28.677  Idle          Error: BFD session down\n" +
+		"  BGP state:          Idle\n    Neighbor address: 169.254.22.1\n" +
+		"gw1        BGP        ---        up     17:27:58.876  Established   \n" +
+		"  BGP state:          Established\n    Neighbor address: 169.254.21.1\n"
+	up, err := parseBIRDEstablished(text)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"169.254.21.1"}, up)
+	_, err = parseBIRDEstablished("No such command. Press `?' for help.\n")
+	assert.Error(t, err)
+}
+
+// TestBIRDKernelProtocolInLab: the suite reads a BIRD router's routes from
+// what it exports to BIRDKernelProtocol; every lab bird.conf has it.
+func TestBIRDKernelProtocolInLab(t *testing.T) {
+	files, err := filepath.Glob("../../test/containerlab/nodes/*/*/bird.conf")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		assert.Contains(t, string(data), "protocol kernel "+BIRDKernelProtocol+" {", f)
+	}
+}

@@ -37,7 +37,8 @@ type Spec struct {
 }
 
 // Specs are the topologies of test/containerlab, by name. The -nobfd
-// variants (NoBFD) run the same nodes with the on-prem routers without BFD.
+// variants (NoBFD) run the same nodes with the on-prem routers without BFD,
+// the -bird variant with BIRD instead of FRR on the on-prem router.
 var Specs = map[string]Spec{
 	"active-active":        {File: "active-active.clab.yml", Gateway: "gw1", Uplink: "cloud", OnPrem: "oh", Cloud: "ch", Routers: []string{"op", "cr"}},
 	"active-standby":       {File: "active-standby.clab.yml", Gateway: "gw1", Uplink: "cloud", OnPrem: "oh", Cloud: "ch", Routers: []string{"op", "cr"}},
@@ -46,6 +47,7 @@ var Specs = map[string]Spec{
 	"active-active-nobfd":  {File: "active-active-nobfd.clab.yml", Nodes: "active-active", Gateway: "gw1", Uplink: "cloud", OnPrem: "oh", Cloud: "ch", Routers: []string{"op", "cr"}},
 	"active-standby-nobfd": {File: "active-standby-nobfd.clab.yml", Nodes: "active-standby", Gateway: "gw1", Uplink: "cloud", OnPrem: "oh", Cloud: "ch", Routers: []string{"op", "cr"}},
 	"two-onprem-nobfd":     {File: "two-onprem-nobfd.clab.yml", Nodes: "two-onprem", Gateway: "gw1", Uplink: "cloud", OnPrem: "oha", Cloud: "ch", Routers: []string{"opa", "opb", "cr"}},
+	"active-active-bird":   {File: "active-active-bird.clab.yml", Nodes: "active-active", Gateway: "gw1", Uplink: "cloud", OnPrem: "oh", Cloud: "ch", Routers: []string{"op", "cr"}},
 }
 
 // Options configure a suite run.
@@ -276,7 +278,7 @@ func (r *runner) one(ctx context.Context, fault string) Result {
 }
 
 // convergencePoll is the pause between two rounds of the convergence poll
-// (a round, vtysh on every router, takes 100-200 ms here).
+// (a round, vtysh or birdc on every router, takes 100-200 ms here).
 const convergencePoll = 50 * time.Millisecond
 
 // DefaultTries is Options.Tries when unset.
@@ -297,7 +299,7 @@ func (r *runner) saveLogs(fault string) {
 		return
 	}
 	for _, n := range r.d.Nodes() {
-		for _, f := range []string{"bgpgw.log", "charon.log", "frr/bgpd.log", "frr/bfdd.log", "frr/zebra.log"} {
+		for _, f := range []string{"bgpgw.log", "charon.log", "frr/bgpd.log", "frr/bfdd.log", "frr/zebra.log", "bird.log"} {
 			data, err := n.ReadFile("/run/lab/log/" + f)
 			if err != nil || len(data) == 0 {
 				continue

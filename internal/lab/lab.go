@@ -4,7 +4,8 @@
 // A Lab owns everything it creates: network namespaces (named
 // "<prefix>-<name>", where the prefix is "bgw" plus six random hex digits and
 // unique to the run), veth links between them, long-running processes, FRR
-// instances (one FRR pathspace per instance) and a temporary directory for
+// instances (one FRR pathspace per instance), BIRD instances (a control
+// socket each, in their own directory) and a temporary directory for
 // configuration and logs. Close removes all of it, and is safe to call more
 // than once; ForTest registers Close with t.Cleanup so a failing test cleans
 // up too.
@@ -12,7 +13,7 @@
 // The lab never touches the machine's own (root) network namespace: every
 // address, route and interface is created inside a lab namespace. Using a Lab
 // requires root and iproute2; FRR instances need FRR installed under
-// /usr/lib/frr and vtysh.
+// /usr/lib/frr and vtysh, BIRD instances bird and birdc (bird2).
 package lab
 
 import (

@@ -18,7 +18,11 @@
 # With ONPREM_BFD=off (the *-nobfd topologies: the on-prem routers run no
 # BFD) bgpgw reads bgpgw-nobfd.yaml instead of bgpgw.yaml (no BFD on the
 # tunnels, a fast icmp check through each), and the hand-built FRR runs no
-# BFD toward the on-prem devices (the cloud router keeps it).
+# BFD toward the on-prem devices (the cloud router keeps it). With
+# ONPREM_ROUTER=bird (the *-bird topologies: the on-prem routers run BIRD,
+# whose BFD toward a directly connected neighbor is single-hop) bgpgw's
+# tunnels run single-hop BFD (bfd_single_hop_tunnels) and so does the
+# hand-built FRR toward the on-prem devices (frr_bfd_single_hop).
 # bgpgw's configuration as it runs is $BGPGW_CONF (lib.sh).
 . /run/lab/nodes/lib.sh
 wait_links
@@ -49,17 +53,22 @@ bgpgw | bgpgw-notakeover)
 	[ "$ONPREM_BFD" = on ] || conf=$NODE_DIR/bgpgw-nobfd.yaml
 	install -m 0600 "$NODES/lab.psk" "$STATE/psk"
 	install -m 0600 "$NODES/lab-pair.key" "$STATE/pair.key"
+	src=$conf
+	if [ "$ONPREM_ROUTER" = bird ]; then
+		bfd_single_hop_tunnels "$conf" "$STATE/bgpgw-bird.yaml"
+		src=$STATE/bgpgw-bird.yaml
+	fi
 	if [ "$GATEWAY" = bgpgw ]; then
-		install -m 0644 "$conf" "$BGPGW_CONF"
+		install -m 0644 "$src" "$BGPGW_CONF"
 	else
-		sed 's/^\(  takeover:\) more-specific$/\1 off/' "$conf" >"$BGPGW_CONF"
+		sed 's/^\(  takeover:\) more-specific$/\1 off/' "$src" >"$BGPGW_CONF"
 		grep -q '^  takeover: off$' "$BGPGW_CONF" || die "$conf: no line \"  takeover: more-specific\" to turn off"
 	fi
 	"$bin" validate --config "$BGPGW_CONF" || die "$conf is not valid (as $BGPGW_CONF)"
 	setsid -f "$bin" run --config "$BGPGW_CONF" >>"$LOG/bgpgw.log" 2>&1 </dev/null
 	wait_for 150 "$bin" status --config "$BGPGW_CONF" ||
 		die "bgpgw does not answer: $(tail -n 20 "$LOG/bgpgw.log")"
-	log "bgpgw running ($GATEWAY, ${conf##*/})"
+	log "bgpgw running ($GATEWAY, ${conf##*/}, on-prem router $ONPREM_ROUTER)"
 	;;
 handbuilt)
 	# The inside addresses first: libipsec installs a route per policy
@@ -73,9 +82,13 @@ handbuilt)
 		# addresses in 169.254/16); the cloud router keeps it.
 		frr_without_bfd "$frr" "$STATE/handbuilt-frr.conf" '169\.254\.[0-9.]*'
 		frr=$STATE/handbuilt-frr.conf
+	elif [ "$ONPREM_ROUTER" = bird ]; then
+		# Single-hop BFD toward the on-prem devices, as BIRD runs it.
+		frr_bfd_single_hop "$frr" "$STATE/handbuilt-frr.conf" '169\.254\.[0-9.]*'
+		frr=$STATE/handbuilt-frr.conf
 	fi
 	start_frr "$frr" bgpd bfdd
-	log "hand-built gateway running (charon + FRR, on-prem BFD $ONPREM_BFD)"
+	log "hand-built gateway running (charon + FRR, on-prem BFD $ONPREM_BFD, on-prem router $ONPREM_ROUTER)"
 	;;
 *)
 	die "GATEWAY=$GATEWAY: want bgpgw, bgpgw-notakeover or handbuilt"

@@ -30,6 +30,19 @@ on | off) ;;
 *) echo "$0: ONPREM_BFD=$ONPREM_BFD: want on or off" >&2; exit 2 ;;
 esac
 
+# ONPREM_ROUTER (from the topology's env: "bird" on the on-prem routers and
+# the gateways of the *-bird topologies): the on-prem routers' BGP
+# implementation, FRR (frr.conf) or BIRD 2 (bird.conf). BIRD runs the BFD
+# session of a directly connected neighbor single-hop, FRR that of a
+# ttl-security neighbor multihop: the gateways follow (gateway.sh).
+case ${ONPREM_ROUTER:=frr} in
+frr) ;;
+bird)
+	[ "$ONPREM_BFD" = on ] || { echo "$0: ONPREM_ROUTER=bird with ONPREM_BFD=$ONPREM_BFD: no such lab" >&2; exit 2; }
+	;;
+*) echo "$0: ONPREM_ROUTER=$ONPREM_ROUTER: want frr or bird" >&2; exit 2 ;;
+esac
+
 log() { echo "$(hostname): $*"; }
 die() { echo "$(hostname): error: $*" >&2; exit 1; }
 
@@ -174,4 +187,42 @@ start_frr() {
 		sleep 0.1
 	done
 	log "FRR running ($want)"
+}
+
+# start_bird CONF: BIRD 2 with CONF (which logs to $LOG/bird.log), its
+# control socket at the default /run/bird/bird.ctl (/run is private to the
+# node, so a plain birdc talks to it); returns when birdc answers.
+start_bird() {
+	install -d -m 0755 /run/bird
+	bird -c "$1" -P /run/bird/bird.pid >>"$LOG/bird.out" 2>&1 </dev/null ||
+		die "BIRD did not start: $(tail -n 5 "$LOG/bird.out")"
+	wait_for 300 birdc show status || die "BIRD does not answer: $(tail -n 5 "$LOG/bird.out" "$LOG/bird.log" 2>&1)"
+	log "BIRD running"
+}
+
+# bfd_single_hop_tunnels IN OUT: bgpgw's configuration IN with its
+# tunnels' BFD single-hop ("multihop: true" turned into "multihop: false"
+# on the tunnels' one-line bfd settings), for an on-prem router that runs
+# single-hop BFD (BIRD). The cloud peers and the pair keep theirs.
+bfd_single_hop_tunnels() {
+	sed '/^tunnels:/,/^[a-z_]*:/ s/^\(    bfd: {enabled: true, multihop:\) true,/\1 false,/' "$1" >"$2"
+	! sed -n '/^tunnels:/,/^[a-z_]*:/p' "$2" | grep -q 'multihop: true' || die "$1: tunnel BFD still multihop in $2"
+	sed -n '/^tunnels:/,/^[a-z_]*:/p' "$2" | grep -q 'bfd: {enabled: true, multihop: false,' ||
+		die "$1: no tunnel BFD line to make single-hop"
+}
+
+# frr_bfd_single_hop CONF OUT PEER_RE: CONF with the BFD sessions of the
+# neighbors matching PEER_RE (a sed regex) single-hop. FRR 8.4 runs the
+# BFD of a neighbor with its own "ttl-security hops 1" multihop, but
+# single-hop when the neighbor takes ttl-security from a peer-group: the
+# neighbors' ttl-security lines become membership of peer-group
+# ONPREM-1HOP, which carries it (GTSM unchanged). Fails when a matching
+# neighbor keeps a ttl-security line of its own.
+frr_bfd_single_hop() {
+	sed -e '/^router bgp /a\
+ neighbor ONPREM-1HOP peer-group\
+ neighbor ONPREM-1HOP ttl-security hops 1' \
+		-e "s/^ neighbor \($3\) ttl-security hops 1\$/ neighbor \1 peer-group ONPREM-1HOP/" "$1" >"$2"
+	! grep -q "^ neighbor $3 ttl-security" "$2" || die "$1: ttl-security left for $3 in $2"
+	grep -q "^ neighbor $3 peer-group ONPREM-1HOP\$" "$2" || die "$1: no neighbor $3 with ttl-security"
 }
