@@ -150,6 +150,9 @@ type CloudPeer struct {
 type BFD struct {
 	Enabled  bool
 	Multihop bool // RFC 5883 (UDP 4784) even on a directly connected tunnel peer
+	// MinTTL is the lowest TTL a multihop session accepts (0: pkg/bfd's
+	// default, 254, as FRR bfdd's minimum-ttl).
+	MinTTL uint8
 	// AuthType is "" (none), "keyed-sha1" or "meticulous-keyed-sha1".
 	AuthType   string
 	AuthKeyID  uint8
@@ -408,6 +411,9 @@ func (d *decoder) bfd(o *obj) BFD {
 	b := BFD{MinRx: DefaultBFDInterval, MinTx: DefaultBFDInterval, Multiplier: DefaultBFDMult}
 	b.Enabled, _ = o.boolean("enabled")
 	b.Multihop, _ = o.boolean("multihop")
+	if n, ok := o.integer("min_ttl", false, 1, 255); ok {
+		b.MinTTL = uint8(n)
+	}
 	b.MinRx, b.MinTx = d.bfdTimers(o, DefaultBFDInterval, 60*time.Second)
 	if n, ok := o.integer("multiplier", false, 1, 255); ok {
 		b.Multiplier = int(n)

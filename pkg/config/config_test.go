@@ -42,8 +42,9 @@ tunnels:
     peer_asn: 65010
     accept: ["10.1.0.0/16 le 24", 10.2.0.0/16]
     max_prefixes: 100
+    max_as_path: 20
     password_file: %[1]s/pw-a
-    bfd: {enabled: true, min_rx: 100ms, min_tx: 100ms, multiplier: 3}
+    bfd: {enabled: true, multihop: true, min_ttl: 64, min_rx: 100ms, min_tx: 100ms, multiplier: 3}
   - name: onprem-b
     local_address: 203.0.113.1
     remote_address: 198.51.100.2
@@ -87,6 +88,9 @@ func TestParseValid(t *testing.T) {
 	assert.Equal(t, netip.MustParsePrefix("169.254.21.1/30"), a.InsideLocal)
 	assert.Equal(t, []PrefixRange{{netip.MustParsePrefix("10.1.0.0/16"), 24}, {netip.MustParsePrefix("10.2.0.0/16"), 16}}, a.Accept)
 	assert.Equal(t, 100*time.Millisecond, a.BFD.MinRx)
+	assert.Equal(t, uint8(64), a.BFD.MinTTL)
+	assert.Equal(t, 20, a.MaxASPath)
+	assert.Zero(t, c.Tunnels[1].MaxASPath, "no limit by default")
 	assert.Equal(t, uint32(DefaultMaxPrefixes), c.Tunnels[1].MaxPrefixes)
 	assert.Equal(t, DefaultProtocol, c.Kernel.Protocol)
 	assert.Equal(t, DefaultPrepend, c.Standby.Prepend)

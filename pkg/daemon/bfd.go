@@ -36,14 +36,14 @@ func wantBFD(cfg *config.Config) (map[bfd.Key]bfd.SessionConfig, map[bfd.Key]*bf
 	peers := map[bfd.Key]*bfdPeer{}
 	for _, t := range cfg.Tunnels {
 		if t.BFD.Enabled {
-			c := bfd.SessionConfig{Peer: t.InsideRemote, Local: t.InsideLocal.Addr(), Multihop: t.BFD.Multihop,
+			c := bfd.SessionConfig{Peer: t.InsideRemote, Local: t.InsideLocal.Addr(), Multihop: t.BFD.Multihop, MinTTL: t.BFD.MinTTL,
 				DesiredMinTx: t.BFD.MinTx, RequiredMinRx: t.BFD.MinRx, DetectMult: uint8(t.BFD.Multiplier), Auth: bfdAuth(t.BFD)}
 			cfgs[c.Key()], peers[c.Key()] = c, &bfdPeer{name: t.Name}
 		}
 	}
 	for _, p := range cfg.CloudPeers {
 		if p.BFD.Enabled {
-			c := bfd.SessionConfig{Peer: p.Address, Local: p.LocalAddress, Multihop: p.Multihop > 1 || p.BFD.Multihop,
+			c := bfd.SessionConfig{Peer: p.Address, Local: p.LocalAddress, Multihop: p.Multihop > 1 || p.BFD.Multihop, MinTTL: p.BFD.MinTTL,
 				DesiredMinTx: p.BFD.MinTx, RequiredMinRx: p.BFD.MinRx, DetectMult: uint8(p.BFD.Multiplier), Auth: bfdAuth(p.BFD)}
 			cfgs[c.Key()], peers[c.Key()] = c, &bfdPeer{name: p.Name}
 		}

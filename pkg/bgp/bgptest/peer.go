@@ -72,23 +72,30 @@ func (p *Peer) WatchUpdates(ctx context.Context, fn func(Update)) error {
 // Routes returns the IPv4 routes the peer holds: prefix -> communities.
 func (p *Peer) Routes() (map[netip.Prefix][]uint32, error) {
 	out := map[netip.Prefix][]uint32{}
-	err := p.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: bgp.RF_IPv4_UC},
+	err := p.eachRoute(func(pfx netip.Prefix, attrs []bgp.PathAttributeInterface) {
+		var comms []uint32
+		for _, a := range attrs {
+			if c, ok := a.(*bgp.PathAttributeCommunities); ok {
+				comms = c.Value
+			}
+		}
+		out[pfx] = comms
+	})
+	return out, err
+}
+
+// eachRoute calls fn with every IPv4 path the peer holds.
+func (p *Peer) eachRoute(fn func(netip.Prefix, []bgp.PathAttributeInterface)) error {
+	return p.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: bgp.RF_IPv4_UC},
 		func(nlri bgp.NLRI, paths []*apiutil.Path) {
 			pfx, ok := nlri.(*bgp.IPAddrPrefix)
 			if !ok {
 				return
 			}
 			for _, path := range paths {
-				var comms []uint32
-				for _, a := range path.Attrs {
-					if c, ok := a.(*bgp.PathAttributeCommunities); ok {
-						comms = c.Value
-					}
-				}
-				out[pfx.Prefix] = comms
+				fn(pfx.Prefix, path.Attrs)
 			}
 		})
-	return out, err
 }
 
 // Route is a route the peer announces: the AS path after its own AS
@@ -128,23 +135,16 @@ func (p *Peer) Announce(routes ...Route) error {
 // segments' ASNs in order).
 func (p *Peer) ASPaths() (map[netip.Prefix][]uint32, error) {
 	out := map[netip.Prefix][]uint32{}
-	err := p.s.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: bgp.RF_IPv4_UC},
-		func(nlri bgp.NLRI, paths []*apiutil.Path) {
-			pfx, ok := nlri.(*bgp.IPAddrPrefix)
-			if !ok {
-				return
-			}
-			for _, path := range paths {
-				asns := []uint32{}
-				for _, a := range path.Attrs {
-					if as, ok := a.(*bgp.PathAttributeAsPath); ok {
-						for _, seg := range as.Value {
-							asns = append(asns, seg.GetAS()...)
-						}
-					}
+	err := p.eachRoute(func(pfx netip.Prefix, attrs []bgp.PathAttributeInterface) {
+		asns := []uint32{}
+		for _, a := range attrs {
+			if as, ok := a.(*bgp.PathAttributeAsPath); ok {
+				for _, seg := range as.Value {
+					asns = append(asns, seg.GetAS()...)
 				}
-				out[pfx.Prefix] = asns
 			}
-		})
+		}
+		out[pfx] = asns
+	})
 	return out, err
 }
