@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 60s
 
-.PHONY: all build deps lint test check mutate unit integration demo bench bench-bfd bench-scale bench-failover failover-ci fuzz clean
+.PHONY: all build deps lint test check mutate unit integration demo bench bench-bfd bench-scale bench-routes bench-failover failover-ci fuzz clean
 
 all: build
 
@@ -137,6 +137,13 @@ bench:
 bench-scale: deps
 	$(GO) run ./bench/withdraw -runs 20 -sizes 100,1000,10000 -peers 1,10,100 -learn 1000 -idle 10s -out bench/out/scale.json
 	$(GO) run ./bench/bfd -sessions 100 -interval 100ms -busy 0 -duration 2m -out bench/out/scale-bfd.json
+
+# Kernel routes at scale: 100 veth tunnels x 1,000 learned prefixes in a
+# private namespace; a tunnel failing (its routes out of the kernel) and
+# coming back, through nexthop objects and per route (the fallback), p50/p99
+# over 20 runs: bench/out/route-scale.json and a table. Needs root.
+bench-routes:
+	$(GO) test -run '^$$' -bench '^BenchmarkRouteScale$$' -benchtime 1x ./pkg/route/ -routescale.runs 20
 
 # 10 BFD sessions at 50 ms x 3 against FRR bfdd for 10 minutes with a busy
 # loop on the machine: false Downs and CPU, bench/out/bfd.json.

@@ -33,7 +33,14 @@ func ownRoutes(t *testing.T, h *netlink.Handle, protocol int) []string {
 	return out
 }
 
+// TestKernel runs both ways of routing: through nexthop objects, and per route as on kernels
+// without them.
 func TestKernel(t *testing.T) {
+	t.Run("nexthop objects", func(t *testing.T) { testKernel(t, false) })
+	t.Run("per route", func(t *testing.T) { testKernel(t, true) })
+}
+
+func testKernel(t *testing.T, perRoute bool) {
 	const proto = 200
 
 	// The machine's own namespace must not see any of this.
@@ -71,13 +78,14 @@ func TestKernel(t *testing.T) {
 		return append(ownRoutes(t, h, protoStat), ownRoutes(t, h, proto)...)
 	}
 
-	i, err := New(Options{Protocol: proto, Netns: ns, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	i, err := New(Options{Protocol: proto, Netns: ns, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), perRoute: perRoute})
 	require.NoError(t, err)
 	defer i.Close()
 
 	n, err := i.Flush()
 	require.NoError(t, err)
 	require.Zero(t, n)
+	require.Equal(t, perRoute, i.mode != modeNexthops)
 
 	want := parseRoutes(t,
 		"0.0.0.0/0 via 192.0.2.2",
@@ -123,12 +131,16 @@ func TestKernel(t *testing.T) {
 
 	// A second identical pass changes nothing: the kernel's form of our routes (default
 	// route without destination, IPv6 metric 1024, multipath order) reads back as installed.
-	rec := &recordingHandle{handle: i.h}
+	rec, recNH := &recordingHandle{handle: i.h}, &recordingNH{nhKernel: i.nh}
 	i.h = rec
+	if !perRoute {
+		i.nh = recNH
+	}
 	got, err = i.Set(want)
 	require.NoError(t, err)
 	assert.Equal(t, sorted, got)
 	assert.Zero(t, rec.changes)
+	assert.Empty(t, recNH.take())
 
 	// Changes: next hop moved, ECMP to single and single to ECMP, one removed, one where
 	// the static route sits (refused, the static route stays).
@@ -168,7 +180,7 @@ func TestKernel(t *testing.T) {
 	assert.Subset(t, othersBefore, others())
 
 	// Another table, above 255 (passed as an attribute): kept apart from the main table.
-	i1000, err := New(Options{Protocol: proto, Table: 1000, Netns: ns})
+	i1000, err := New(Options{Protocol: proto, Table: 1000, Netns: ns, perRoute: perRoute})
 	require.NoError(t, err)
 	defer i1000.Close()
 	got, err = i1000.Set(parseRoutes(t, "198.51.100.0/24 via 192.0.2.2", "2001:db8:1::/48 via 2001:db8::2,2001:db8::3"))

@@ -8,10 +8,33 @@
 // tagged with another protocol (the kernel's, static ones, another routing daemon's) are never
 // changed or deleted, even when they cover the same prefix.
 //
+// Where the kernel has nexthop objects (Linux 5.3 and later), routes go through them: one
+// object per gateway, on the device through which the gateway is reached, and one group
+// object per set of two gateways or more (ECMP); a route names its object by id. The objects
+// are tagged with the installer's protocol too, which makes them its own: stale ones go like
+// stale routes, and the objects of others are never touched. The routes through a group then
+// follow a tunnel going down or coming back without a change of their own. When a gateway
+// leaves every desired route (its tunnel failed), the installer takes it out first, before
+// it reads the table: the routes through that gateway alone (as the last pass left them), in
+// batches, then its object, which the kernel drops from the groups (their routes keep the
+// other gateways). When the gateway comes back, its object is made again, a group whose
+// routes all want it back gets its members replaced in one operation, and the routes through
+// the gateway alone are added again, batched too (many to a netlink message). Where the
+// kernel refuses nexthop objects, each route holds its gateways itself, with one netlink call
+// per route changed; the installer logs which way it works, once.
+//
+// Nexthop objects belong to the network namespace, not to a table: one installer per protocol
+// and namespace, or each would take the other's objects for stale ones. The kernel itself
+// deletes an object, with its routes, when its device goes down or loses its carrier, and
+// refuses to make one on a device without carrier: Set reports those gateways' routes as
+// failed until they come back or the caller stops wanting them.
+//
 // It also watches link state ([LinkWatcher]) for the link health checks: events, not polling.
 //
 // This is the only package of bgpgw that talks to the kernel through netlink; netlink types
-// stay inside it.
+// stay inside it. vishvananda/netlink has no nexthop objects: those requests, and the route
+// changes through them, go over a netlink socket of the installer's own (nlconn.go,
+// nhwire.go).
 package route
 
 import (
@@ -47,6 +70,10 @@ type Options struct {
 	Netns netns.NsHandle
 	// Logger receives one line per change; nil discards.
 	Logger *slog.Logger
+
+	// perRoute makes the installer route as on kernels without nexthop objects (tests and
+	// the scale benchmark compare both ways).
+	perRoute bool
 }
 
 // DefaultTable is the kernel's main routing table.
@@ -59,7 +86,14 @@ var ErrClosed = errors.New("route installer closed")
 // Its methods are safe for concurrent use; calls are serialised.
 type Installer struct {
 	mu     sync.Mutex
-	h      handle // nil once closed
+	h      handle   // nil once closed
+	nh     nhKernel // nil: per-route next hops only
+	mode   nhMode   // how nh is used, decided by the first call that needs it
+	nextID uint32   // the last object id given, within the installer's block
+	// routeHint is the number of routes read last time: the next read's capacity.
+	routeHint int
+	// via holds the prefixes the last pass left routed through each of our single objects.
+	via    map[uint32][]netip.Prefix
 	table  int
 	proto  int
 	logger *slog.Logger
@@ -75,7 +109,14 @@ func New(opts Options) (*Installer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("route: open netlink handle: %w", err)
 	}
-	return newInstaller(opts, h), nil
+	i := newInstaller(opts, h)
+	if !opts.perRoute {
+		if i.nh, err = newNLKernel(opts.Netns); err != nil {
+			h.close()
+			return nil, fmt.Errorf("route: open netlink socket: %w", err)
+		}
+	}
+	return i, nil
 }
 
 func validate(opts *Options) error {
@@ -117,6 +158,10 @@ func (i *Installer) Close() {
 		i.h.close()
 		i.h = nil
 	}
+	if i.nh != nil {
+		i.nh.close()
+		i.nh = nil
+	}
 }
 
 // List returns our routes now in the kernel, sorted by prefix.
@@ -129,6 +174,11 @@ func (i *Installer) List() ([]Route, error) {
 	defer i.mu.Unlock()
 	if i.h == nil {
 		return nil, ErrClosed
+	}
+	if nh, err := i.useNexthops(); err != nil {
+		return nil, err
+	} else if nh {
+		return i.listNH()
 	}
 	es, err := i.list()
 	return routesOf(es), err
@@ -146,13 +196,29 @@ func (i *Installer) List() ([]Route, error) {
 // Set returns the routes installed after the pass, sorted by prefix, also when some changes
 // failed, so that the caller can start the next pass from the truth. They are computed from
 // the kernel's table read at the start of the pass and the kernel's answer to each change.
-// The error joins every failure, each naming its prefix. If the table cannot be read, Set
-// changes nothing and returns nil and the error.
+// The error joins every failure, each naming its prefix (or the nexthop object that could
+// not be changed). If the table cannot be read, Set changes nothing (but for the fast path
+// below) and returns nil and the error.
+//
+// Through nexthop objects, Set starts with the fast path: before it reads the table, it
+// deletes the routes through every gateway that no entry of routes names, valid or not (those
+// of invalid entries too), then that gateway's object, which removes it from its groups. A
+// route moving from such a gateway to another is therefore absent from that deletion to its
+// addition through its new gateway, later in the same pass (its old gateway had gone anyway);
+// every other change is an atomic replace. Then it gives
+// every wanted gateway its object on the device through which the kernel reaches it now
+// (moving an existing object there in one replace if the device changed), every wanted ECMP
+// set its group, makes the route changes, and deletes the objects of ours that no route uses.
 func (i *Installer) Set(routes []Route) ([]Route, error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.h == nil {
 		return nil, ErrClosed
+	}
+	if nh, err := i.useNexthops(); err != nil {
+		return nil, err
+	} else if nh {
+		return i.setNH(routes)
 	}
 	want, keep, errs := normalize(routes)
 
@@ -217,12 +283,18 @@ func (i *Installer) Set(routes []Route) ([]Route, error) {
 }
 
 // Flush deletes all our routes from the kernel and returns how many it deleted: at start the
-// stale ones of a previous run, at exit all of them.
+// stale ones of a previous run, at exit all of them. Through nexthop objects, it then deletes
+// all our objects.
 func (i *Installer) Flush() (int, error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.h == nil {
 		return 0, ErrClosed
+	}
+	if nh, err := i.useNexthops(); err != nil {
+		return 0, err
+	} else if nh {
+		return i.flushNH()
 	}
 	es, err := i.list()
 	var errs []error
