@@ -32,8 +32,9 @@ import (
 //     one step, which is how a peer that loses all its prefixes is
 //     withdrawn from (see park.go), and closing many gates is one change
 //     of one set. This statement comes first and tests only the neighbor,
-//     so a closed gate costs no prefix lookup (GoBGP tests a statement's
-//     prefix set before its neighbor set);
+//     so a closed gate costs no prefix lookup. (bgpgw's GoBGP tests a
+//     statement's neighbor and route type before its prefix set:
+//     third_party/gobgp/BGPGW.md);
 //  2. per peer, to that neighbor AND a local route AND in the peer's export
 //     set: accepted. The export sets are what SetAnnouncements keeps up to
 //     date. GoBGP rejects an empty prefix set, so every set holds a

@@ -2927,28 +2927,71 @@ func (s *BgpServer) WithdrawAll(ctx context.Context, addrs []string) error {
 			}
 			targets = append(targets, peers...)
 		}
+		// The global RIB's best paths, indexed once per family for every
+		// peer that takes them as they are (no add-path, no route server).
+		index := map[bgp.Family]map[table.PathDestLocalKey]*table.Path{}
 		for _, peer := range targets {
 			if peer.State() != bgp.BGP_FSM_ESTABLISHED {
 				continue
 			}
-			s.withdrawAllSent(peer)
+			s.withdrawAllSent(peer, index)
 		}
 		return nil
 	}, true)
 }
 
-func (s *BgpServer) withdrawAllSent(peer *peer) {
+// withdrawAllSent withdraws from peer every path it was sent: with index,
+// by looking each path it was sent up among the best paths; for a peer of
+// its own table or with add-path, by a walk over its best paths.
+func (s *BgpServer) withdrawAllSent(peer *peer, index map[bgp.Family]map[table.PathDestLocalKey]*table.Path) {
 	peer.routeRefreshInProgress.Lock()
 	defer peer.routeRefreshInProgress.Unlock()
 	var withdrawals []*table.Path
-	for _, family := range peer.toGlobalFamilies(familiesForSoftreset(peer, bgp.Family(0))) {
-		for _, path := range s.getPossibleBest(peer, family) {
-			path = filteredPathForPeer(peer, path)
-			if path == nil || path.IsEOR() || !peer.IsFamilyEnabled(path.GetFamily()) || !peer.hasPathAlreadyBeenSent(path) {
-				continue
-			}
-			withdrawals = append(withdrawals, path.Clone(true))
+	add := func(path *table.Path) {
+		path = filteredPathForPeer(peer, path)
+		if path == nil || path.IsEOR() || !peer.IsFamilyEnabled(path.GetFamily()) || !peer.hasPathAlreadyBeenSent(path) {
+			return
 		}
+		withdrawals = append(withdrawals, path.Clone(true))
+	}
+	families := peer.toGlobalFamilies(familiesForSoftreset(peer, bgp.Family(0)))
+	conf := peer.fsm.pConf.ReadOnly()
+	shared := peer.TableID() == table.GLOBAL_RIB_NAME && !peer.isSecondaryRouteEnabled() &&
+		!peer.isRouteServerClient() && conf.Config.Vrf == ""
+	for _, family := range families {
+		if !shared || peer.isAddPathSendEnabled(family) {
+			for _, path := range s.getPossibleBest(peer, family) {
+				add(path)
+			}
+			continue
+		}
+		if !peer.IsFamilyEnabled(family) {
+			continue
+		}
+		best, ok := index[family]
+		if !ok {
+			best = map[table.PathDestLocalKey]*table.Path{}
+			for _, path := range s.getPossibleBest(peer, family) {
+				if path != nil && !path.IsEOR() {
+					best[path.GetDestLocalKey()] = path
+				}
+			}
+			index[family] = best
+		}
+		// What was sent, looked up among the best paths: no export
+		// policy, no per-path configuration read.
+		peer.sentPaths.Range(func(k, v any) bool {
+			key, ok := k.(table.PathDestLocalKey)
+			if !ok || key.Family != family {
+				return true
+			}
+			if path := best[key]; path != nil {
+				if _, sent := v.(pathIDSet)[peer.advertisedPathID(path)]; sent {
+					withdrawals = append(withdrawals, path.Clone(true))
+				}
+			}
+			return true
+		})
 	}
 	if len(withdrawals) > 0 {
 		peer.updateRoutes(withdrawals...)

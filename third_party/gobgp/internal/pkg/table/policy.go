@@ -3736,12 +3736,18 @@ func NewStatement(c oc.Statement) (*Statement, error) {
 	var as []Action
 	var cs []Condition
 	var err error
+	// bgpgw patch (third_party/gobgp/BGPGW.md): the cheap conditions, the
+	// neighbor and the route type, are evaluated before the prefix set, so
+	// that a statement of another neighbor costs no prefix lookup.
 	cfs := []func() (Condition, error){
 		func() (Condition, error) {
-			return NewPrefixCondition(c.Conditions.MatchPrefixSet)
+			return NewNeighborCondition(c.Conditions.MatchNeighborSet)
 		},
 		func() (Condition, error) {
-			return NewNeighborCondition(c.Conditions.MatchNeighborSet)
+			return NewRouteTypeCondition(c.Conditions.BgpConditions.RouteType)
+		},
+		func() (Condition, error) {
+			return NewPrefixCondition(c.Conditions.MatchPrefixSet)
 		},
 		func() (Condition, error) {
 			return NewCommunityCountCondition(c.Conditions.BgpConditions.CommunityCount)
@@ -3751,9 +3757,6 @@ func NewStatement(c oc.Statement) (*Statement, error) {
 		},
 		func() (Condition, error) {
 			return NewRpkiValidationCondition(c.Conditions.BgpConditions.RpkiValidationResult)
-		},
-		func() (Condition, error) {
-			return NewRouteTypeCondition(c.Conditions.BgpConditions.RouteType)
 		},
 		func() (Condition, error) {
 			return NewOriginCondition(c.Conditions.BgpConditions.OriginEq)
