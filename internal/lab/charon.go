@@ -17,9 +17,10 @@ const CharonBin = "/usr/lib/ipsec/charon"
 // CharonStartTimeout bounds how long StartCharon waits for VICI to answer.
 const CharonStartTimeout = 15 * time.Second
 
-// Charon is a strongSwan charon running in a namespace with the
-// kernel-libipsec plugin (userspace ESP over its TUN device ipsec0), in its
-// own mount namespace with a private /run (charon keeps its pid file there).
+// Charon is a strongSwan charon running in a namespace, with the
+// kernel-libipsec plugin (userspace ESP over its TUN device ipsec0) or with
+// the kernel's ESP (StartCharonKernel), in its own mount namespace with a
+// private /run (charon keeps its pid file there).
 type Charon struct {
 	lab  *Lab
 	ns   *Netns
@@ -28,17 +29,30 @@ type Charon struct {
 	// Vici is the path of its VICI socket.
 	Vici string
 	proc *Process
+	// userspaceESP: kernel-libipsec, run at real-time priority.
+	userspaceESP bool
 }
 
-// charonConf is the strongswan.conf of a lab charon: libipsec, no routes
-// of its own (bgpgw or the test programs them), short IKE retransmissions
-// so a dead peer is given up in seconds, and a file log.
-const charonConf = `charon {
+// The plugins of a lab charon ("load =" lines, which scripts/install-deps.sh
+// reads to verify that every plugin is installed): userspace ESP through
+// kernel-libipsec, or the kernel's ESP (xfrm) through kernel-netlink alone.
+const (
+	libipsecPlugins = `
   load = random nonce openssl pem pkcs1 x509 pubkey kdf curve25519 aes sha1 sha2 hmac gcm kernel-libipsec kernel-netlink socket-default updown vici
-  install_routes = no
-  retransmit_timeout = 1
-  retransmit_tries = 2
-  retransmit_base = 1.4
+`
+	kernelPlugins = `
+  load = random nonce openssl pem pkcs1 x509 pubkey kdf curve25519 aes sha1 sha2 hmac gcm kernel-netlink socket-default updown vici
+`
+)
+
+// charonConf is the strongswan.conf of a lab charon: its plugins (%[2]s),
+// its settings (%[3]s: routes, which the lab's tests and bgpgw program, and
+// IKE retransmissions, short so that a dead peer is given up in seconds),
+// and a file log. Swanctl reads it too, for its own plugins: by default
+// swanctl loads every plugin built, af-alg among them, which probes dozens
+// of kernel ciphers; where the kernel has modules (the QEMU guest), each
+// probe runs modprobe, and the first swanctl call took 35 s.
+const charonConf = `charon {%[2]s%[3]s
   filelog {
     log {
       path = %[1]s/charon.log
@@ -54,11 +68,44 @@ const charonConf = `charon {
     }
   }
 }
+swanctl {
+  load = pem pkcs1 x509 pubkey random nonce
+}
 `
 
-// StartCharon writes a strongswan.conf for charon called name and starts
-// it in n. It returns once its VICI socket answers.
+// StartCharon writes a strongswan.conf for charon called name, with
+// kernel-libipsec, and starts it in n. It returns once its VICI socket
+// answers.
 func (l *Lab) StartCharon(n *Netns, name string) (*Charon, error) {
+	return l.startCharon(n, name, libipsecPlugins, `  install_routes = no
+  retransmit_timeout = 1
+  retransmit_tries = 2
+  retransmit_base = 1.4`, true)
+}
+
+// StartCharonKernel starts a charon called name in n with the kernel's ESP
+// (kernel-netlink, no kernel-libipsec), as on a production gateway: it needs
+// a kernel with ESP and XFRM interfaces (the QEMU guest of internal/guest;
+// this VM's kernel has neither). With defaultRoutes, charon.install_routes
+// keeps its default (yes), as Debian's charon has it; otherwise it is no.
+// Its IKE retransmissions give a peer 3 s, then 4.2, 5.9 and 8.2 s (gives
+// up after 21 s): in the guest, under TCG and while the lab starts, an
+// IKE_SA took more than 9 s to come up, and an initiator that gave up
+// while the responder completed the IKE_SA left the responder with two
+// IKE_SAs for one tunnel, sending into the dead one's CHILD_SA (seen with
+// strongSwan 5.9.8 on both ends).
+func (l *Lab) StartCharonKernel(n *Netns, name string, defaultRoutes bool) (*Charon, error) {
+	routes := "  install_routes = no"
+	if defaultRoutes {
+		routes = "  # install_routes: charon's default"
+	}
+	return l.startCharon(n, name, kernelPlugins, routes+`
+  retransmit_timeout = 3
+  retransmit_tries = 3
+  retransmit_base = 1.4`, false)
+}
+
+func (l *Lab) startCharon(n *Netns, name, plugins, settings string, userspaceESP bool) (*Charon, error) {
 	if err := l.reserve("charon", name); err != nil {
 		return nil, err
 	}
@@ -68,12 +115,12 @@ func (l *Lab) StartCharon(n *Netns, name string) (*Charon, error) {
 	if _, err := exec.LookPath("swanctl"); err != nil {
 		return nil, fmt.Errorf("charon %s: swanctl: %w (apt-get install -y strongswan-swanctl)", name, err)
 	}
-	c := &Charon{lab: l, ns: n, name: name, dir: filepath.Join(l.dir, "charon-"+name)}
+	c := &Charon{lab: l, ns: n, name: name, dir: filepath.Join(l.dir, "charon-"+name), userspaceESP: userspaceESP}
 	c.Vici = filepath.Join(c.dir, "charon.vici")
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("charon %s: %w", name, err)
 	}
-	if err := os.WriteFile(c.conf(), fmt.Appendf(nil, charonConf, c.dir), 0o644); err != nil {
+	if err := os.WriteFile(c.conf(), fmt.Appendf(nil, charonConf, c.dir, plugins, settings), 0o644); err != nil {
 		return nil, fmt.Errorf("charon %s: %w", name, err)
 	}
 	if err := c.Start(); err != nil {
@@ -91,15 +138,20 @@ func (c *Charon) Dir() string { return c.dir }
 func (c *Charon) Start() error {
 	_ = os.Remove(c.Vici)
 	script := `mount -t tmpfs none /run && STRONGSWAN_CONF="$1" exec "$2"`
-	// At real-time priority, as in the containerlab nodes (lib.sh
-	// start_charon): its userspace ESP stands in for the kernel's, which no
-	// process delays; at normal priority a busy machine makes it drop.
-	if out, err := exec.Command("chrt", "-r", "1", "true").CombinedOutput(); err != nil {
-		return fmt.Errorf("charon %s: real-time priority refused (chrt -r 1: %v: %s): the lab's userspace ESP needs it",
-			c.name, err, strings.TrimSpace(string(out)))
+	argv := []string{"unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", c.conf(), CharonBin}
+	if c.userspaceESP {
+		// At real-time priority, as in the containerlab nodes (lib.sh
+		// start_charon): its userspace ESP stands in for the kernel's, which
+		// no process delays; at normal priority a busy machine makes it
+		// drop. With the kernel's ESP, charon does IKE only: its key
+		// exchanges at real-time priority would only delay BFD.
+		if out, err := exec.Command("chrt", "-r", "1", "true").CombinedOutput(); err != nil {
+			return fmt.Errorf("charon %s: real-time priority refused (chrt -r 1: %v: %s): the lab's userspace ESP needs it",
+				c.name, err, strings.TrimSpace(string(out)))
+		}
+		argv = append([]string{"chrt", "-r", "1"}, argv...)
 	}
-	p, err := c.lab.Start(c.ns, filepath.Join(c.dir, "charon.out"), "chrt", "-r", "1",
-		"unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", c.conf(), CharonBin)
+	p, err := c.lab.Start(c.ns, filepath.Join(c.dir, "charon.out"), argv[0], argv[1:]...)
 	if err != nil {
 		return fmt.Errorf("charon %s: %w", c.name, err)
 	}
@@ -141,9 +193,11 @@ func (c *Charon) Kill() error {
 func (c *Charon) Pid() int { return c.proc.Pid() }
 
 // Swanctl runs `swanctl COMMAND --uri SOCKET args...` against this
-// charon (swanctl takes --uri after the command).
+// charon (swanctl takes --uri after the command), with the charon's
+// strongswan.conf (its swanctl section).
 func (c *Charon) Swanctl(ctx context.Context, command string, args ...string) (string, error) {
-	return run(ctx, "charon "+c.name, "swanctl", append([]string{command, "--uri", "unix://" + c.Vici}, args...)...)
+	return run(ctx, "charon "+c.name, "env", append([]string{"STRONGSWAN_CONF=" + c.conf(), "swanctl", command,
+		"--uri", "unix://" + c.Vici}, args...)...)
 }
 
 // Load writes swanctl.conf text to the charon's directory and loads it

@@ -74,17 +74,35 @@ func connMessage(mode config.IPsecMode, announce []netip.Prefix, t config.Tunnel
 
 // SA is what charon reports about one IKE_SA of a bgpgw connection.
 type SA struct {
-	Conn      string // connection name
-	IKEState  string // CREATED, CONNECTING, ESTABLISHED, REKEYING, DELETING, ...
-	Installed bool   // a CHILD_SA of the connection is INSTALLED
-	SPIs      []string
+	Conn     string // connection name
+	IKEState string // CREATED, CONNECTING, ESTABLISHED, REKEYING, DELETING, ...
+	// Installed: a CHILD_SA of the connection has its SAs in the kernel
+	// (INSTALLED, or being rekeyed or updated: see carryingChild).
+	Installed bool
+	SPIs      []string // of the INSTALLED CHILD_SAs, else of those carrying
+	// Known are the SPIs of every CHILD_SA of the connection, in any state:
+	// an ESP state of the tunnel's if_id that is not among them was left
+	// by an earlier charon.
+	Known []string
 }
+
+// carryingChild are the CHILD_SA states whose SAs are in the kernel and
+// carry the tunnel's traffic. During a rekey the old CHILD_SA is REKEYING
+// while the CREATE_CHILD_SA exchange runs, and the new one is listed only
+// once it is INSTALLED (the old one is then REKEYED, until deleted):
+// counting only INSTALLED took the tunnel down for the length of every
+// rekey exchange, and its BGP session with it.
+var carryingChild = map[string]bool{"INSTALLED": true, "UPDATING": true, "REKEYING": true}
+
+// usableIKE are the IKE_SA states whose CHILD_SAs count: an IKE_SA being
+// rekeyed (REKEYING) keeps its CHILD_SAs until they move to the new one.
+var usableIKE = map[string]bool{"ESTABLISHED": true, "REKEYING": true, "REKEYED": true}
 
 // parseSAs reads a list-sas answer: one entry per IKE_SA, keyed by the
 // connection name, each with a state and a child-sas section. Entries of
 // connections that are not bgpgw's are ignored. Malformed entries are
-// skipped, never trusted: a tunnel counts as up only when an ESTABLISHED
-// IKE_SA has an INSTALLED CHILD_SA.
+// skipped, never trusted: a tunnel counts as up only when a usable IKE_SA
+// has a CHILD_SA carrying traffic (see tunnelState).
 func parseSAs(msgs []map[string]any) map[string][]SA {
 	out := map[string][]SA{}
 	for _, m := range msgs {
@@ -97,19 +115,37 @@ func parseSAs(msgs []map[string]any) map[string][]SA {
 				continue
 			}
 			sa := SA{Conn: conn, IKEState: str(ike["state"])}
+			var installed, carrying []string
 			children, _ := ike["child-sas"].(map[string]any)
 			for _, cv := range children {
 				c, ok := cv.(map[string]any)
 				if !ok || str(c["name"]) != conn {
 					continue
 				}
-				if str(c["state"]) == "INSTALLED" {
+				var spis []string
+				for _, spi := range []string{str(c["spi-in"]), str(c["spi-out"])} {
+					if spi != "" {
+						spis = append(spis, spi)
+					}
+				}
+				sa.Known = append(sa.Known, spis...)
+				state := str(c["state"])
+				if state == "INSTALLED" {
+					installed = append(installed, spis...)
+				}
+				if carryingChild[state] {
 					sa.Installed = true
-					sa.SPIs = append(sa.SPIs, str(c["spi-in"]), str(c["spi-out"]))
+					carrying = append(carrying, spis...)
 				}
 			}
-			slices.Sort(sa.SPIs)
-			sa.SPIs = slices.Compact(sa.SPIs)
+			sa.SPIs = installed
+			if len(sa.SPIs) == 0 {
+				sa.SPIs = carrying
+			}
+			for _, l := range []*[]string{&sa.SPIs, &sa.Known} {
+				slices.Sort(*l)
+				*l = slices.Compact(*l)
+			}
 			out[conn] = append(out[conn], sa)
 		}
 	}
@@ -125,7 +161,7 @@ func str(v any) string {
 func tunnelState(sas []SA) (state, ikeState string, spis []string) {
 	state = StateDown
 	for _, sa := range sas {
-		if sa.IKEState == "ESTABLISHED" && sa.Installed {
+		if usableIKE[sa.IKEState] && sa.Installed {
 			return StateUp, sa.IKEState, sa.SPIs
 		}
 		if sa.IKEState != "" && sa.IKEState != "DESTROYING" && sa.IKEState != "DELETING" {

@@ -3,7 +3,9 @@ package ipsec
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -61,7 +63,8 @@ func TestParseSAs(t *testing.T) {
 		{"bgpgw-bad": "not a section"},
 	}
 	sas := parseSAs(msgs)
-	assert.Equal(t, []SA{{Conn: "bgpgw-a", IKEState: "ESTABLISHED", Installed: true, SPIs: []string{"c1", "c2"}}}, sas["bgpgw-a"])
+	assert.Equal(t, []SA{{Conn: "bgpgw-a", IKEState: "ESTABLISHED", Installed: true, SPIs: []string{"c1", "c2"},
+		Known: []string{"c1", "c2"}}}, sas["bgpgw-a"])
 	assert.NotContains(t, sas, "operator-conn")
 	assert.NotContains(t, sas, "bgpgw-bad")
 
@@ -77,6 +80,50 @@ func TestParseSAs(t *testing.T) {
 	assert.Equal(t, StateDown, got)
 }
 
+// TestParseSAsRekey: while a CHILD_SA or an IKE_SA is rekeyed, the tunnel
+// stays up. Regression: a list-sas during a CHILD_SA rekey's exchange (the
+// old CHILD_SA REKEYING, the new one not listed yet) or an IKE_SA rekey's
+// (IKE_SA REKEYING) made the tunnel "connecting": bgpgw held its BGP
+// session down and withdrew its routes until the next sync (seen in the
+// QEMU guest, test/xfrm, on every forced rekey).
+func TestParseSAsRekey(t *testing.T) {
+	child := func(state, in, out string) map[string]any {
+		return map[string]any{"name": "bgpgw-a", "state": state, "spi-in": in, "spi-out": out}
+	}
+	ike := func(state string, children ...map[string]any) []map[string]any {
+		cs := map[string]any{}
+		for i, c := range children {
+			cs[fmt.Sprintf("bgpgw-a-%d", i)] = c
+		}
+		return []map[string]any{{"bgpgw-a": map[string]any{"state": state, "child-sas": cs}}}
+	}
+	for _, c := range []struct {
+		name     string
+		msgs     []map[string]any
+		state    string
+		spis     []string
+		knownAll []string
+	}{
+		{"CHILD_SA rekey exchange running", ike("ESTABLISHED", child("REKEYING", "c1", "c2")), StateUp, []string{"c1", "c2"}, []string{"c1", "c2"}},
+		{"CHILD_SA rekeyed, old not deleted yet", ike("ESTABLISHED", child("REKEYED", "c1", "c2"), child("INSTALLED", "d1", "d2")),
+			StateUp, []string{"d1", "d2"}, []string{"c1", "c2", "d1", "d2"}},
+		{"new CHILD_SA being installed", ike("ESTABLISHED", child("REKEYING", "c1", "c2"), child("INSTALLING", "d1", "d2")),
+			StateUp, []string{"c1", "c2"}, []string{"c1", "c2", "d1", "d2"}},
+		{"IKE_SA rekey exchange running", ike("REKEYING", child("INSTALLED", "c1", "c2")), StateUp, []string{"c1", "c2"}, []string{"c1", "c2"}},
+		{"MOBIKE update", ike("ESTABLISHED", child("UPDATING", "c1", "c2")), StateUp, []string{"c1", "c2"}, []string{"c1", "c2"}},
+		{"only a rekeyed CHILD_SA left", ike("ESTABLISHED", child("REKEYED", "c1", "c2")), StateConnecting, nil, []string{"c1", "c2"}},
+		{"CHILD_SA deleted", ike("ESTABLISHED", child("DELETING", "c1", "c2")), StateConnecting, nil, []string{"c1", "c2"}},
+		{"IKE_SA deleted", ike("DELETING", child("INSTALLED", "c1", "c2")), StateDown, nil, []string{"c1", "c2"}},
+	} {
+		sas := parseSAs(c.msgs)["bgpgw-a"]
+		state, _, spis := tunnelState(sas)
+		assert.Equal(t, c.state, state, c.name)
+		assert.Equal(t, c.spis, spis, c.name)
+		require.Len(t, sas, 1, c.name)
+		assert.Equal(t, c.knownAll, sas[0].Known, c.name)
+	}
+}
+
 func TestFailureReason(t *testing.T) {
 	err := errors.New("initiate: establishing CHILD_SA 'bgpgw-a' failed")
 	logs := []string{"authentication of '203.0.113.1' (myself) with pre-shared key successful",
@@ -87,8 +134,9 @@ func TestFailureReason(t *testing.T) {
 
 // FuzzParseSAs feeds list-sas answers of any shape (as JSON, the way
 // toMap presents a VICI message) to the parser: it must never panic, and
-// never report a tunnel up without an ESTABLISHED IKE_SA holding an
-// INSTALLED CHILD_SA of the same connection.
+// never report a tunnel up without a usable IKE_SA (ESTABLISHED, or being
+// rekeyed) holding a CHILD_SA of the same connection whose SAs are in the
+// kernel (INSTALLED, or being rekeyed or updated).
 func FuzzParseSAs(f *testing.F) {
 	f.Add([]byte(`{"bgpgw-a":{"state":"ESTABLISHED","child-sas":{"bgpgw-a-1":{"name":"bgpgw-a","state":"INSTALLED","spi-in":"c1","spi-out":"c2"}}}}`))
 	f.Add([]byte(`{"bgpgw-a":{"state":"ESTABLISHED","child-sas":{"x":{"name":"other","state":"INSTALLED"}}}}`))
@@ -104,12 +152,14 @@ func FuzzParseSAs(f *testing.F) {
 				continue
 			}
 			ike, _ := m[conn].(map[string]any)
-			require.Equal(t, "ESTABLISHED", ike["state"])
+			ikeState, _ := ike["state"].(string)
+			require.Contains(t, []string{"ESTABLISHED", "REKEYING", "REKEYED"}, ikeState)
 			children, _ := ike["child-sas"].(map[string]any)
 			found := false
 			for _, c := range children {
 				cm, _ := c.(map[string]any)
-				found = found || (cm["name"] == conn && cm["state"] == "INSTALLED")
+				st, _ := cm["state"].(string)
+				found = found || (cm["name"] == conn && slices.Contains([]string{"INSTALLED", "UPDATING", "REKEYING"}, st))
 			}
 			require.True(t, found, "up without an installed child: %s", data)
 		}

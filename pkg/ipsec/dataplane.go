@@ -28,6 +28,8 @@ type Netlink interface {
 	AddrDel(link netlink.Link, addr *netlink.Addr) error
 	RuleList(family int) ([]netlink.Rule, error)
 	RuleDel(rule *netlink.Rule) error
+	XfrmStateList(family int) ([]netlink.XfrmState, error)
+	XfrmStateDel(state *netlink.XfrmState) error
 }
 
 // charonRule is the priority and table of the policy-routing rule charon
@@ -57,7 +59,8 @@ var ErrNoInterface = errors.New("interface does not exist")
 const dumpAttempts = 5
 
 // DataPlane creates the interfaces tunnel traffic goes through and puts the tunnels'
-// inside addresses on them. It is safe for concurrent use.
+// inside addresses on them; in xfrm mode it also deletes the ESP states of its tunnels
+// that charon no longer knows (PruneStates). It is safe for concurrent use.
 type DataPlane struct {
 	mode config.IPsecMode
 	h    Netlink
@@ -333,7 +336,7 @@ func ipNet(p netip.Prefix) *net.IPNet {
 func isGone(err error) bool {
 	var nf netlink.LinkNotFoundError
 	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT) ||
-		errors.Is(err, unix.EADDRNOTAVAIL)
+		errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ESRCH) // ESRCH: an XFRM state
 }
 
 // dropCharonRule removes charon's "pref 220 lookup 220" rules (IPv4 and

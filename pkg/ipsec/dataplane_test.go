@@ -28,6 +28,7 @@ type fakeNetlink struct {
 	fail      map[string]error // by call name ("LinkAdd"...): the error to answer instead
 	interrupt int              // the next AddrLists answer their addresses and ErrDumpInterrupted
 	rules     []netlink.Rule   // policy-routing rules
+	states    []netlink.XfrmState
 }
 
 func newFakeNetlink(t *testing.T) *fakeNetlink {
@@ -232,7 +233,7 @@ func (f *fakeNetlink) RuleDel(r *netlink.Rule) error {
 func (f *fakeNetlink) changes() []string {
 	var out []string
 	for _, c := range f.calls {
-		if !strings.HasPrefix(c, "LinkByName ") && !strings.HasPrefix(c, "AddrList ") && c != "RuleList" {
+		if !strings.HasPrefix(c, "LinkByName ") && !strings.HasPrefix(c, "AddrList ") && c != "RuleList" && c != "XfrmStateList" {
 			out = append(out, c)
 		}
 	}

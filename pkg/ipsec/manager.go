@@ -31,6 +31,14 @@ const (
 	maxRetry     = 30 * time.Second
 	// syncInterval bounds how long a dropped event can leave a state stale.
 	syncInterval = time.Second
+	// dropGrace is how long a tunnel that is up may look otherwise in
+	// list-sas, without charon's event saying it went down, before it is
+	// taken down: a rekey makes it look so for a moment (see settle).
+	dropGrace = 2 * time.Second
+	// pruneInterval is how often, in xfrm mode, the ESP states of the
+	// tunnels' if_ids are checked against charon's CHILD_SAs (and first
+	// thing after each connection to charon).
+	pruneInterval = 30 * time.Second
 )
 
 // Status is one tunnel's state as bgpgw sees it.
@@ -53,6 +61,9 @@ type Tunnels interface {
 	Ensure(t config.Tunnel) error
 	Remove(t config.Tunnel) error
 	Close() error
+	// PruneStates deletes the kernel's ESP states bound to ifIDs that are
+	// not among known, charon's SPIs (xfrm mode).
+	PruneStates(ifIDs []uint32, known []string) (int, error)
 }
 
 // Options configure a Manager.
@@ -80,6 +91,11 @@ type tunnelRun struct {
 	inFlight bool
 	backoff  time.Duration
 	nextTry  time.Time
+	// downEvent: charon said an IKE_SA or CHILD_SA of the tunnel went down
+	// since the last sync; notUpSince: when list-sas first showed the tunnel,
+	// still up, not up without such an event.
+	downEvent  bool
+	notUpSince time.Time
 }
 
 var errLost = errors.New("connection to charon lost")
@@ -104,6 +120,8 @@ type Manager struct {
 	tunnels  []*tunnelRun
 	announce []netip.Prefix
 	unload   []config.Tunnel // removed by SetTunnels, still in charon
+
+	lastPrune time.Time // the connection goroutine's only
 }
 
 // New returns a manager for opts; Run starts it.
@@ -255,6 +273,7 @@ func (m *Manager) connected(ctx context.Context) error {
 		t.needLoad = true // charon may have restarted without them
 	}
 	m.mu.Unlock()
+	m.lastPrune = time.Time{} // charon may have restarted, leaving its SAs in the kernel
 	m.applyChanges(ctx, c)
 	tick := time.NewTicker(syncInterval)
 	defer tick.Stop()
@@ -334,27 +353,10 @@ func (m *Manager) applyChanges(ctx context.Context, c *charon) {
 	}
 }
 
-// event counts rekeys; up/down events are read back through list-sas.
-func (m *Manager) event(e vici.Event) {
-	if e.Message == nil || !strings.HasSuffix(e.Name, "-rekey") {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, k := range e.Message.Keys() {
-		for _, t := range m.tunnels {
-			if k == ConnName(t.cfg.Name) {
-				t.st.Rekeys++
-				m.log.Debug("tunnel rekeyed", "tunnel", t.cfg.Name, "event", e.Name)
-			}
-		}
-	}
-}
-
 // sync reads the SAs from charon, makes sure every tunnel's interface is
 // ready, updates the states and starts the initiations that are due.
 func (m *Manager) sync(ctx context.Context, c *charon) error {
-	sas, err := c.listSAs(ctx)
+	sas, err := c.listSAs(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -364,6 +366,9 @@ func (m *Manager) sync(ctx context.Context, c *charon) error {
 	for _, t := range m.tunnels {
 		m.ensureInterface(t)
 		state, ike, spis := tunnelState(sas[ConnName(t.cfg.Name)])
+		if !m.settle(t, state, now) {
+			continue
+		}
 		why := ""
 		switch {
 		case t.loadErr != "":
@@ -388,6 +393,7 @@ func (m *Manager) sync(ctx context.Context, c *charon) error {
 	if changed && m.opts.OnChange != nil {
 		m.opts.OnChange()
 	}
+	m.pruneDue(ctx, c, now)
 	return nil
 }
 

@@ -94,12 +94,17 @@ func isNotFound(err error) bool {
 	return strings.Contains(s, "not found") || strings.Contains(s, "no matching")
 }
 
-// listSAs returns charon's IKE_SAs of bgpgw's connections.
-func (c *charon) listSAs(ctx context.Context) (map[string][]SA, error) {
+// listSAs returns charon's IKE_SAs of bgpgw's connections. Without block,
+// charon skips the IKE_SAs that are busy (checked out by a thread
+// processing a message or a job), so a connection missing from the answer
+// may still be up; with block, charon waits for each of them.
+func (c *charon) listSAs(ctx context.Context, block bool) (map[string][]SA, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	in := vici.NewMessage()
-	_ = in.Set("noblock", "yes")
+	if !block {
+		_ = in.Set("noblock", "yes")
+	}
 	var msgs []map[string]any
 	for m, err := range c.s.CallStreaming(ctx, "list-sas", "list-sa", in) {
 		if err != nil {
